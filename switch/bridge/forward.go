@@ -1,0 +1,227 @@
+package bridge
+
+import (
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/switchyard-net/switchyard/switch/fdb"
+	"github.com/switchyard-net/switchyard/switch/port"
+)
+
+// maxReadErrors is how many failed reads in a row make a port count as gone.
+const maxReadErrors = 100
+
+// rxLoop is a port's RX goroutine: read a batch, forward it, repeat, until
+// the port is closed or its link is gone.
+func (b *Bridge) rxLoop(in *bport) {
+	defer close(in.done)
+	frames := make([]port.Frame, in.p.BatchSize())
+	st := &staging{}
+	failed := 0
+	for {
+		n, err := in.p.Read(frames)
+		if err != nil {
+			if errors.Is(err, port.ErrClosed) {
+				return
+			}
+			failed++
+			if errors.Is(err, port.ErrLinkGone) || failed >= maxReadErrors {
+				b.log.Warn("port gone, removing it", zap.String("port", in.name), zap.Error(err))
+				go b.removeGone(in, err)
+				return
+			}
+			if failed == 1 {
+				b.log.Warn("port read failed", zap.String("port", in.name), zap.Error(err))
+			}
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		failed = 0
+		b.forward(in, frames[:n], st)
+	}
+}
+
+func (b *Bridge) removeGone(bp *bport, cause error) {
+	b.mu.Lock()
+	cur, ok := b.byName[bp.name]
+	b.mu.Unlock()
+	if !ok || cur != bp {
+		return // removed already
+	}
+	_ = b.RemovePort(bp.name)
+	if b.gone != nil {
+		b.gone(bp.name, cause)
+	}
+}
+
+// staging collects one batch's frames per egress port. Each RX goroutine
+// has its own; the slices are kept between batches so forwarding does not
+// allocate.
+type staging struct {
+	out     [][]port.Frame // by egress port id
+	flooded []uint32       // by egress port id: how many of out[id] are flood copies
+	touched []int          // ids with frames staged, in first-touch order
+}
+
+func (s *staging) reset(ports, batch int) {
+	if len(s.out) < ports {
+		out := make([][]port.Frame, ports)
+		copy(out, s.out)
+		s.out = out
+		fl := make([]uint32, ports)
+		copy(fl, s.flooded)
+		s.flooded = fl
+	}
+	for i := 0; i < ports; i++ {
+		if cap(s.out[i]) < batch {
+			s.out[i] = make([]port.Frame, 0, batch)
+		}
+	}
+	s.touched = s.touched[:0]
+}
+
+func (s *staging) add(out *bport, f *port.Frame, flood bool) {
+	q := s.out[out.id]
+	if len(q) == 0 {
+		s.touched = append(s.touched, out.id)
+		s.flooded[out.id] = 0
+	}
+	s.out[out.id] = append(q, *f)
+	if flood {
+		s.flooded[out.id]++
+	}
+}
+
+type floodKind uint8
+
+const (
+	floodUnknown floodKind = iota
+	floodMulticast
+	floodBroadcast
+)
+
+var floodFlag = [...]uint32{floodUnknown: fFlood, floodMulticast: fMcastFlood, floodBroadcast: fBcastFlood}
+
+// forward decides every frame of a batch read from in and writes the result,
+// one Write per egress port.
+func (b *Bridge) forward(in *bport, frames []port.Frame, st *staging) {
+	set := b.set.Load()
+	st.reset(len(set.byID), cap(frames))
+	now := b.clock().UnixNano()
+	inFlags := in.flags.Load()
+	var rxBytes uint64
+	for i := range frames {
+		f := &frames[i]
+		d := f.Data
+		rxBytes += uint64(len(d))
+		if len(d) < 14 {
+			in.c.drops[DropMalformed].Add(1)
+			continue
+		}
+		var dst, src fdb.MAC
+		copy(dst[:], d[0:6])
+		copy(src[:], d[6:12])
+		switch b.fdb.Learn(src, in.id, now) {
+		case fdb.Ignored:
+			in.c.drops[DropBadSource].Add(1)
+			continue
+		case fdb.Static:
+			if p, ok := b.fdb.Lookup(src, now); ok && p != in.id {
+				in.c.drops[DropLooped].Add(1)
+				continue
+			}
+		}
+		if dst[0]&1 != 0 {
+			kind := floodMulticast
+			if dst == (fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) {
+				kind = floodBroadcast
+			}
+			b.flood(in, inFlags, set, f, kind, st)
+			continue
+		}
+		id, ok := b.fdb.Lookup(dst, now)
+		if !ok || id >= len(set.byID) || set.byID[id] == nil {
+			b.flood(in, inFlags, set, f, floodUnknown, st)
+			continue
+		}
+		out := set.byID[id]
+		if out == in && inFlags&fHairpin == 0 {
+			in.c.drops[DropSamePort].Add(1)
+			continue
+		}
+		if inFlags&fIsolated != 0 && out.flags.Load()&fIsolated != 0 {
+			in.c.drops[DropIsolated].Add(1)
+			continue
+		}
+		st.add(out, f, false)
+	}
+	b.flush(set, st)
+	// Counted after the flush, so a reader who sees the count knows the
+	// frames have been forwarded.
+	in.c.rxFrames.Add(uint64(len(frames)))
+	in.c.rxBytes.Add(rxBytes)
+}
+
+// flood stages f for every port that should get a flood of this kind.
+func (b *Bridge) flood(in *bport, inFlags uint32, set *portSet, f *port.Frame, kind floodKind, st *staging) {
+	delivered, filtered := 0, 0
+	want := floodFlag[kind]
+	for _, out := range set.list {
+		if out == in && inFlags&fHairpin == 0 {
+			continue
+		}
+		of := out.flags.Load()
+		if inFlags&fIsolated != 0 && of&fIsolated != 0 {
+			filtered++
+			continue
+		}
+		if of&want == 0 {
+			filtered++
+			continue
+		}
+		st.add(out, f, true)
+		delivered++
+	}
+	if delivered == 0 && filtered > 0 {
+		if inFlags&fIsolated != 0 {
+			in.c.drops[DropIsolated].Add(1)
+		} else {
+			in.c.drops[DropFloodOff].Add(1)
+		}
+	}
+}
+
+// flush writes every staged batch to its port.
+func (b *Bridge) flush(set *portSet, st *staging) {
+	for _, id := range st.touched {
+		out := set.byID[id]
+		q := st.out[id]
+		n, err := out.p.Write(q)
+		if n > len(q) || n < 0 {
+			n = 0
+		}
+		var bytes uint64
+		for i := range q[:n] {
+			bytes += uint64(len(q[i].Data))
+		}
+		out.c.txFrames.Add(uint64(n))
+		out.c.txBytes.Add(bytes)
+		fl := uint64(st.flooded[id])
+		if fl > uint64(n) {
+			fl = uint64(n)
+		}
+		out.c.txFlooded.Add(fl)
+		out.c.txUnicast.Add(uint64(n) - fl)
+		if lost := len(q) - n; lost > 0 {
+			r := DropTxFull
+			if errors.Is(err, port.ErrClosed) {
+				r = DropPortGone
+			}
+			out.c.drops[r].Add(uint64(lost))
+		}
+		clear(q) // drop references to the ingress port's memory
+		st.out[id] = q[:0]
+	}
+}
