@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -79,13 +80,57 @@ func Take(t testing.TB) Snapshot {
 	return s
 }
 
+// lockPath is the file whose flock serialises namespace tests across test
+// binaries: `go test ./...` runs packages in parallel, and one package's
+// namespaces must not look like another's leaks.
+const lockPath = "/run/switchyard-nstest.lock"
+
+var (
+	lockMu    sync.Mutex
+	lockDepth int
+	lockFile  *os.File
+)
+
+// acquire takes the cross-process test lock; nested calls in one process
+// share it.
+func acquire(t testing.TB) {
+	t.Helper()
+	lockMu.Lock()
+	defer lockMu.Unlock()
+	if lockDepth == 0 {
+		f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatalf("namespace test lock: %v", err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			t.Fatalf("namespace test lock: %v", err)
+		}
+		lockFile = f
+	}
+	lockDepth++
+}
+
+func release() {
+	lockMu.Lock()
+	defer lockMu.Unlock()
+	if lockDepth--; lockDepth == 0 {
+		lockFile.Close() // drops the flock
+		lockFile = nil
+	}
+}
+
 // CheckLeaks takes a snapshot now and registers a cleanup, run after every
 // cleanup registered later, that fails t if a namespace or link appeared
-// in between and is still there.
+// in between and is still there. It also holds a lock, from now until that
+// cleanup, that keeps the namespace tests of other test binaries from
+// running at the same time, so what appears is this test's doing.
 func CheckLeaks(t testing.TB) {
 	t.Helper()
+	acquire(t)
 	before := Take(t)
 	t.Cleanup(func() {
+		defer release()
 		after := Take(t)
 		if d := added(before.Netns, after.Netns); len(d) > 0 {
 			t.Errorf("leaked network namespaces: %s", strings.Join(d, ", "))

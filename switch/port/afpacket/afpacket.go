@@ -1,0 +1,101 @@
+// Package afpacket is a port backend over an AF_PACKET socket with mmap'd
+// TPACKET_V3 (or TPACKET_V2) receive and transmit rings.
+//
+// Receive is zero-copy: Read hands out views into the RX ring, valid until
+// the next Read, when the blocks (V3) or slots (V2) behind them go back to
+// the kernel. Transmit copies each frame into a free TX ring slot and one
+// sendto flushes the batch. With the virtio-net header on (the default),
+// veth's GSO super-frames up to 64 KiB pass whole in both directions and
+// Frame.VNet carries their offload metadata.
+//
+// Only Linux is supported; elsewhere Open returns ErrUnsupported.
+package afpacket
+
+import (
+	"errors"
+	"time"
+
+	"github.com/switchyard-net/switchyard/switch/port"
+)
+
+// ErrUnsupported is returned by Open on systems without AF_PACKET rings.
+var ErrUnsupported = errors.New("afpacket: AF_PACKET rings are only supported on Linux")
+
+// Version selects the TPACKET ring format.
+type Version int
+
+const (
+	// VersionDefault is TPACKET_V3.
+	VersionDefault Version = 0
+	// TPacketV2 rings have one fixed-size slot per frame and wake the
+	// reader per frame: lowest latency, but every slot must hold a 64 KiB
+	// GSO frame, so the ring is memory-hungry and shallow.
+	TPacketV2 Version = 2
+	// TPacketV3 rings pack frames into blocks and wake the reader only
+	// when a block is retired: full, or when BlockTimeout expires. A lone
+	// frame therefore waits up to BlockTimeout (at least 1 ms).
+	TPacketV3 Version = 3
+)
+
+func (v Version) String() string {
+	switch v {
+	case TPacketV2:
+		return "TPACKET_V2"
+	case TPacketV3, VersionDefault:
+		return "TPACKET_V3"
+	}
+	return "TPACKET_?"
+}
+
+// Config tunes a Port. The zero value (or a nil *Config) means defaults.
+// Sizes are in bytes; block sizes must be multiples of the page size.
+type Config struct {
+	// Version is the ring format; default TPACKET_V3.
+	Version Version
+
+	// RxBlockSize and RxBlockCount size the V3 RX ring. A block must
+	// hold the largest frame (64 KiB GSO + headers with the vnet header
+	// on). Defaults: 128 KiB x 32.
+	RxBlockSize  int
+	RxBlockCount int
+	// RxFrameSize and RxFrameCount size the V2 RX ring (one frame per
+	// slot). Defaults: big enough for a 64 KiB GSO frame with the vnet
+	// header on (MTU-sized without it), 128 slots.
+	RxFrameSize  int
+	RxFrameCount int
+	// TxFrameSize and TxFrameCount size the TX ring (one frame per slot,
+	// both versions). Defaults as for RxFrameSize; 2 x BatchSize slots.
+	TxFrameSize  int
+	TxFrameCount int
+
+	// BlockTimeout is the V3 block-retire timeout, rounded up to whole
+	// milliseconds; default (and minimum) 1 ms.
+	BlockTimeout time.Duration
+
+	// DisableVNetHdr turns PACKET_VNET_HDR off: frames are then complete
+	// (the kernel segments GSO and finishes checksums) and Offloads
+	// reports false.
+	DisableVNetHdr bool
+	// DisableQdiscBypass sends through the interface's qdisc instead of
+	// straight to the driver (PACKET_QDISC_BYPASS, on by default).
+	DisableQdiscBypass bool
+
+	// BatchSize is the most frames one Read returns; default 64.
+	BatchSize int
+}
+
+// Defaults.
+const (
+	DefaultBatchSize    = 64
+	DefaultRxBlockSize  = 128 << 10
+	DefaultRxBlockCount = 32
+	DefaultRxFrameCount = 128
+	DefaultBlockTimeout = time.Millisecond
+)
+
+var (
+	_ port.Port      = (*Port)(nil)
+	_ port.Offloader = (*Port)(nil)
+	_ port.Statser   = (*Port)(nil)
+	_ port.Namer     = (*Port)(nil)
+)

@@ -1,0 +1,770 @@
+//go:build linux
+
+package afpacket
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/switchyard-net/switchyard/switch/frame"
+	"github.com/switchyard-net/switchyard/switch/port"
+)
+
+// Ring layout (include/uapi/linux/if_packet.h). A slot starts with the
+// version's tpacket header, padded to TPACKET_ALIGNMENT; a struct
+// sockaddr_ll follows it on receive; on transmit the frame data starts
+// right after the padded header.
+const (
+	tp2HdrLen  = 32 // TPACKET_ALIGN(sizeof(struct tpacket2_hdr))
+	tp3HdrLen  = 48 // TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
+	sllLen     = 20 // sizeof(struct sockaddr_ll)
+	sllPktType = 10
+
+	// struct tpacket2_hdr
+	v2Status   = 0
+	v2Len      = 4
+	v2Snaplen  = 8
+	v2Mac      = 12
+	v2VlanTCI  = 24
+	v2VlanTPID = 26
+
+	// struct tpacket3_hdr
+	v3NextOffset = 0
+	v3Snaplen    = 12
+	v3Len        = 16
+	v3Status     = 20
+	v3Mac        = 24
+	v3VlanTCI    = 32
+	v3VlanTPID   = 36
+
+	// struct tpacket_block_desc with struct tpacket_hdr_v1
+	blkStatus   = 8
+	blkNumPkts  = 12
+	blkFirstPkt = 16
+	blkHdrLen   = 48
+
+	ethHdrLen  = 14
+	vlanHdrLen = 4
+	// maxGSOFrame bounds a veth GSO super-frame: 64 KiB of IP packet plus
+	// link headers, with some slack.
+	maxGSOFrame = 65536 + 128
+
+	downPollMillis = 100
+	sendTimeout    = time.Second
+)
+
+// Port is an AF_PACKET port with mmap'd RX and TX rings on one interface.
+type Port struct {
+	name    string
+	ifindex int
+	mtu     int
+	batch   int
+	v3      bool
+	vnet    bool
+	hdr     int // padded tpacket header: sockaddr_ll (RX) or data (TX) starts here
+	vlen    int // virtio-net header length, 0 without PACKET_VNET_HDR
+
+	fd, efd int
+	mem     []byte // both rings; RX first
+
+	// life is held shared by every Read, Write and Stats while it uses
+	// fd or mem, and exclusively by Close while it releases them.
+	life   sync.RWMutex
+	closed atomic.Bool
+
+	// RX ring, used by the single Read caller only.
+	rx     ringGeom
+	rxHead int  // next block (V3) or frame (V2) to look at
+	rxHeld int  // blocks/frames before rxHead handed out by the last Read
+	rxOpen bool // V3: block rxHead is held and partly consumed
+	rxLeft int  // V3: packets left in block rxHead
+	rxOff  int  // V3: offset of the next packet in block rxHead
+	rxDown bool // the link went down; poll with a timeout to notice deletion
+	pfd    [2]unix.PollFd
+
+	// TX ring, under txMu.
+	txMu      sync.Mutex
+	tx        ringGeom
+	txBase    int // offset of the TX ring in mem
+	txHead    int
+	txStatus  int   // offset of tp_status in a TX slot
+	txLenOff  int   // offset of tp_len in a TX slot
+	txMaxData int   // largest frame a TX slot takes
+	txIdx     []int // frames index of each slot queued in this round
+
+	statMu sync.Mutex // serialises PACKET_STATISTICS reads (they reset)
+	ctr    port.Counters
+}
+
+// ringGeom is the geometry of one ring: blocks of blockSize bytes, each
+// holding framesPerBlock frames of frameSize bytes (V3 RX: one "frame" per
+// block, frames packed inside by the kernel).
+type ringGeom struct {
+	blockSize, blockNr int
+	frameSize, frameNr int
+	perBlock           int
+}
+
+func (g ringGeom) size() int { return g.blockSize * g.blockNr }
+
+// frameOff is the offset of frame i from the start of the ring; frames do
+// not span blocks.
+func (g ringGeom) frameOff(i int) int {
+	return (i/g.perBlock)*g.blockSize + (i%g.perBlock)*g.frameSize
+}
+
+// frameRing lays out count frames of at least frameSize bytes in blocks of
+// a power-of-two size holding at least four frames (so little is wasted).
+func frameRing(frameSize, count int) ringGeom {
+	fs := align(frameSize, unix.TPACKET_ALIGNMENT)
+	bs := os.Getpagesize()
+	for bs < 4*fs {
+		bs <<= 1
+	}
+	per := bs / fs
+	nb := (count + per - 1) / per
+	return ringGeom{blockSize: bs, blockNr: nb, frameSize: fs, frameNr: nb * per, perBlock: per}
+}
+
+func align(n, a int) int { return (n + a - 1) &^ (a - 1) }
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// Open opens an AF_PACKET socket bound to ifname in the calling thread's
+// network namespace, with rings as cfg describes (nil: defaults). The port
+// stays in that namespace and may be used from any goroutine.
+func Open(ifname string, cfg *Config) (*Port, error) {
+	p, err := open(ifname, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("afpacket: open %s: %w", ifname, err)
+	}
+	return p, nil
+}
+
+func open(ifname string, cfg *Config) (_ *Port, err error) {
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	p := &Port{name: ifname, batch: c.BatchSize, fd: -1, efd: -1, vnet: !c.DisableVNetHdr}
+	switch c.Version {
+	case VersionDefault, TPacketV3:
+		p.v3, p.hdr = true, tp3HdrLen
+	case TPacketV2:
+		p.hdr = tp2HdrLen
+	default:
+		return nil, fmt.Errorf("unknown ring version %d", c.Version)
+	}
+	if p.vnet {
+		p.vlen = frame.VNetHdrLen
+	}
+
+	p.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			p.release()
+		}
+	}()
+
+	ifr, err := unix.NewIfreq(ifname)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.IoctlIfreq(p.fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return nil, fmt.Errorf("interface index: %w", err)
+	}
+	p.ifindex = int(ifr.Uint32())
+	if err := unix.IoctlIfreq(p.fd, unix.SIOCGIFMTU, ifr); err != nil {
+		return nil, fmt.Errorf("interface mtu: %w", err)
+	}
+	p.mtu = int(ifr.Uint32())
+
+	ver := unix.TPACKET_V2
+	if p.v3 {
+		ver = unix.TPACKET_V3
+	}
+	if err := unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_VERSION, ver); err != nil {
+		return nil, fmt.Errorf("PACKET_VERSION %v: %w", c.Version, err)
+	}
+	if p.vnet {
+		if err := unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			return nil, fmt.Errorf("PACKET_VNET_HDR: %w", err)
+		}
+	}
+	// Our own transmissions are skipped by sll_pkttype as well, so an
+	// old kernel without PACKET_IGNORE_OUTGOING is fine.
+	_ = unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
+	if !c.DisableQdiscBypass {
+		if err := unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+			return nil, fmt.Errorf("PACKET_QDISC_BYPASS: %w", err)
+		}
+	}
+
+	maxFrame := p.mtu + ethHdrLen + vlanHdrLen
+	if p.vnet && maxFrame < maxGSOFrame {
+		maxFrame = maxGSOFrame
+	}
+	// Where the kernel puts the MAC header in an RX slot (tpacket_rcv):
+	// after the header, sockaddr_ll and at least 16 bytes of link header
+	// room, aligned, plus the vnet header.
+	rxNeed := align(p.hdr+sllLen+16, unix.TPACKET_ALIGNMENT) + p.vlen + maxFrame
+
+	if p.v3 {
+		bs, nb := c.RxBlockSize, c.RxBlockCount
+		if bs <= 0 {
+			bs = DefaultRxBlockSize
+			for bs < blkHdrLen+rxNeed {
+				bs <<= 1
+			}
+		}
+		if nb <= 0 {
+			nb = DefaultRxBlockCount
+		}
+		if bs%os.Getpagesize() != 0 {
+			return nil, fmt.Errorf("rx block size %d is not a multiple of the page size", bs)
+		}
+		tov := c.BlockTimeout
+		if tov <= 0 {
+			tov = DefaultBlockTimeout
+		}
+		p.rx = ringGeom{blockSize: bs, blockNr: nb, frameSize: bs, frameNr: nb, perBlock: 1}
+		req := unix.TpacketReq3{
+			Block_size:       uint32(bs),
+			Block_nr:         uint32(nb),
+			Frame_size:       uint32(bs),
+			Frame_nr:         uint32(nb),
+			Retire_blk_tov:   uint32((tov + time.Millisecond - 1) / time.Millisecond),
+			Feature_req_word: 0,
+		}
+		if err := unix.SetsockoptTpacketReq3(p.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+			return nil, fmt.Errorf("PACKET_RX_RING %d x %d: %w", nb, bs, err)
+		}
+	} else {
+		fs, nf := c.RxFrameSize, c.RxFrameCount
+		if fs <= 0 {
+			fs = rxNeed
+		}
+		if nf <= 0 {
+			nf = DefaultRxFrameCount
+		}
+		p.rx = frameRing(fs, nf)
+		if err := setFrameRing(p.fd, unix.PACKET_RX_RING, p.rx, false); err != nil {
+			return nil, err
+		}
+	}
+
+	fs, nf := c.TxFrameSize, c.TxFrameCount
+	if fs <= 0 {
+		fs = p.hdr + p.vlen + maxFrame
+	}
+	if nf <= 0 {
+		nf = c.BatchSize
+	}
+	p.tx = frameRing(fs, nf)
+	if err := setFrameRing(p.fd, unix.PACKET_TX_RING, p.tx, p.v3); err != nil {
+		return nil, err
+	}
+	p.txMaxData = p.tx.frameSize - p.hdr - p.vlen
+	p.txIdx = make([]int, p.tx.frameNr)
+	p.txStatus, p.txLenOff = v2Status, v2Len
+	if p.v3 {
+		p.txStatus, p.txLenOff = v3Status, v3Len
+	}
+
+	p.mem, err = mapRings(p.fd, p.rx.size()+p.tx.size())
+	if err != nil {
+		return nil, fmt.Errorf("mmap %d bytes: %w", p.rx.size()+p.tx.size(), err)
+	}
+	p.txBase = p.rx.size()
+
+	// A flush waits for its frames to leave; never forever.
+	tv := unix.NsecToTimeval(int64(sendTimeout))
+	if err := unix.SetsockoptTimeval(p.fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return nil, fmt.Errorf("SO_SNDTIMEO: %w", err)
+	}
+
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: p.ifindex}
+	if err := unix.Bind(p.fd, sa); err != nil {
+		return nil, fmt.Errorf("bind: %w", err)
+	}
+	p.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	p.pfd[0] = unix.PollFd{Fd: int32(p.fd), Events: unix.POLLIN}
+	p.pfd[1] = unix.PollFd{Fd: int32(p.efd), Events: unix.POLLIN}
+	return p, nil
+}
+
+func setFrameRing(fd, opt int, g ringGeom, v3 bool) error {
+	name := "PACKET_RX_RING"
+	if opt == unix.PACKET_TX_RING {
+		name = "PACKET_TX_RING"
+	}
+	var err error
+	if v3 {
+		req := unix.TpacketReq3{
+			Block_size: uint32(g.blockSize), Block_nr: uint32(g.blockNr),
+			Frame_size: uint32(g.frameSize), Frame_nr: uint32(g.frameNr),
+		}
+		err = unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, opt, &req)
+	} else {
+		req := unix.TpacketReq{
+			Block_size: uint32(g.blockSize), Block_nr: uint32(g.blockNr),
+			Frame_size: uint32(g.frameSize), Frame_nr: uint32(g.frameNr),
+		}
+		err = unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, opt, &req)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %d x %d bytes: %w", name, g.frameNr, g.frameSize, err)
+	}
+	return nil
+}
+
+// release frees what open or Close acquired.
+func (p *Port) release() {
+	if p.mem != nil {
+		_ = unmapRings(p.mem)
+		p.mem = nil
+	}
+	if p.fd >= 0 {
+		_ = unix.Close(p.fd)
+		p.fd = -1
+	}
+	if p.efd >= 0 {
+		_ = unix.Close(p.efd)
+		p.efd = -1
+	}
+}
+
+// enter registers an operation that uses fd or mem; false once closed.
+func (p *Port) enter() bool {
+	p.life.RLock()
+	if p.closed.Load() {
+		p.life.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (p *Port) leave() { p.life.RUnlock() }
+
+// Name returns the interface name the port was opened on.
+func (p *Port) Name() string { return p.name }
+
+// BatchSize is the most frames one Read returns.
+func (p *Port) BatchSize() int { return p.batch }
+
+// MTU is the interface's MTU when the port was opened.
+func (p *Port) MTU() int { return p.mtu }
+
+// Offloads reports whether frames carry a virtio-net header both ways, so
+// GSO super-frames and partial checksums are taken on Write.
+func (p *Port) Offloads() bool { return p.vnet }
+
+// Ifindex is the interface index in the port's namespace.
+func (p *Port) Ifindex() int { return p.ifindex }
+
+// Version is the ring format in use.
+func (p *Port) Version() Version {
+	if p.v3 {
+		return TPacketV3
+	}
+	return TPacketV2
+}
+
+// Close wakes a blocked Read, waits for in-flight Read and Write calls to
+// leave the rings, then unmaps them and closes the socket. It is safe to
+// call more than once and from any goroutine.
+func (p *Port) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(p.efd, one[:])
+	p.life.Lock()
+	defer p.life.Unlock()
+	p.foldKernelStats()
+	p.release()
+	return nil
+}
+
+// Stats returns the port's counters, with the kernel's ring drops folded in.
+func (p *Port) Stats() port.Stats {
+	if p.enter() {
+		p.foldKernelStats()
+		p.leave()
+	}
+	return p.ctr.Snapshot()
+}
+
+// foldKernelStats adds the drops PACKET_STATISTICS reports (reading resets
+// them) to RxDropped. fd must be open.
+func (p *Port) foldKernelStats() {
+	p.statMu.Lock()
+	defer p.statMu.Unlock()
+	if p.v3 {
+		if s, err := unix.GetsockoptTpacketStatsV3(p.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			p.ctr.RxDropped.Add(uint64(s.Drops))
+		}
+	} else if s, err := unix.GetsockoptTpacketStats(p.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+		p.ctr.RxDropped.Add(uint64(s.Drops))
+	}
+}
+
+// linkGone reports whether the interface under the port has been
+// unregistered: the kernel then sets the socket's bound ifindex to -1.
+func (p *Port) linkGone() bool {
+	sa, err := unix.Getsockname(p.fd)
+	if err != nil {
+		return errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO)
+	}
+	ll, ok := sa.(*unix.SockaddrLinklayer)
+	return !ok || ll.Ifindex != p.ifindex
+}
+
+func (p *Port) errLinkGone(op string) error {
+	return fmt.Errorf("afpacket: %s %s: %w", op, p.name, port.ErrLinkGone)
+}
+
+// Read blocks until at least one frame has arrived and fills frames[:n]
+// with views into the RX ring, valid until the next Read. The ring space
+// behind the previous batch goes back to the kernel when Read is called.
+func (p *Port) Read(frames []port.Frame) (int, error) {
+	if !p.enter() {
+		return 0, port.ErrClosed
+	}
+	defer p.leave()
+	if len(frames) > p.batch {
+		frames = frames[:p.batch]
+	}
+	if len(frames) == 0 {
+		return 0, nil
+	}
+	for {
+		p.releaseRx()
+		var n, bytes, bad int
+		if p.v3 {
+			n, bytes, bad = p.fillV3(frames)
+		} else {
+			n, bytes, bad = p.fillV2(frames)
+		}
+		if bad > 0 {
+			p.ctr.RxErrors.Add(uint64(bad))
+		}
+		if n > 0 {
+			p.rxDown = false
+			p.ctr.RxFrames.Add(uint64(n))
+			p.ctr.RxBytes.Add(uint64(bytes))
+			return n, nil
+		}
+		timeout := -1
+		if p.rxDown {
+			timeout = downPollMillis
+		}
+		p.pfd[0].Revents, p.pfd[1].Revents = 0, 0
+		k, err := unix.Poll(p.pfd[:], timeout)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return 0, fmt.Errorf("afpacket: poll %s: %w", p.name, err)
+		}
+		if p.pfd[1].Revents != 0 || p.closed.Load() {
+			return 0, port.ErrClosed
+		}
+		if p.pfd[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+			// ENETDOWN: the link went down (or is being deleted); reading
+			// SO_ERROR clears it. Deletion is told by the bound ifindex.
+			soerr, _ := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if p.linkGone() || unix.Errno(soerr) == unix.ENXIO || unix.Errno(soerr) == unix.ENODEV {
+				return 0, p.errLinkGone("read")
+			}
+			p.rxDown = true
+		} else if k == 0 && p.rxDown && p.linkGone() {
+			return 0, p.errLinkGone("read")
+		}
+	}
+}
+
+// releaseRx hands the blocks (V3) or frames (V2) behind the previous batch
+// back to the kernel.
+func (p *Port) releaseRx() {
+	n := p.rx.frameNr
+	for i := p.rxHeld; i > 0; i-- {
+		idx := (p.rxHead - i + n) % n
+		if p.v3 {
+			storeStatus(p.mem, idx*p.rx.blockSize+blkStatus, unix.TP_STATUS_KERNEL)
+		} else {
+			storeStatus(p.mem, p.rx.frameOff(idx)+v2Status, unix.TP_STATUS_KERNEL)
+		}
+	}
+	p.rxHeld = 0
+}
+
+// fillV3 walks retired blocks from rxHead, filling frames. A block whose
+// packets have all been looked at counts as held until the next Read; a
+// block the batch ends in stays open.
+func (p *Port) fillV3(frames []port.Frame) (n, bytes, bad int) {
+	bs := p.rx.blockSize
+	for n < len(frames) && p.rxHeld < p.rx.blockNr-1 {
+		base := p.rxHead * bs
+		if !p.rxOpen {
+			if loadStatus(p.mem, base+blkStatus)&unix.TP_STATUS_USER == 0 {
+				break
+			}
+			p.rxOpen = true
+			p.rxLeft = int(binary.NativeEndian.Uint32(p.mem[base+blkNumPkts:]))
+			p.rxOff = int(binary.NativeEndian.Uint32(p.mem[base+blkFirstPkt:]))
+		}
+		for p.rxLeft > 0 && n < len(frames) {
+			if p.rxOff < blkHdrLen || p.rxOff+p.hdr+sllLen > bs {
+				bad++
+				p.rxLeft = 0
+				break
+			}
+			off := base + p.rxOff
+			next := int(binary.NativeEndian.Uint32(p.mem[off+v3NextOffset:]))
+			st := binary.NativeEndian.Uint32(p.mem[off+v3Status:])
+			switch p.frameAt(&frames[n], off, base+bs, st) {
+			case slotFrame:
+				bytes += len(frames[n].Data)
+				n++
+			case slotBad:
+				bad++
+			}
+			p.rxLeft--
+			if p.rxLeft > 0 && next == 0 {
+				bad++
+				p.rxLeft = 0
+			}
+			p.rxOff += next
+		}
+		if p.rxLeft > 0 {
+			break // batch full; the rest of this block goes to the next Read
+		}
+		p.rxOpen = false
+		p.rxHeld++
+		p.rxHead = (p.rxHead + 1) % p.rx.blockNr
+	}
+	return n, bytes, bad
+}
+
+// fillV2 takes frames from rxHead while the kernel has handed them over.
+func (p *Port) fillV2(frames []port.Frame) (n, bytes, bad int) {
+	for n < len(frames) && p.rxHeld < p.rx.frameNr {
+		off := p.rx.frameOff(p.rxHead)
+		st := loadStatus(p.mem, off+v2Status)
+		if st&unix.TP_STATUS_USER == 0 {
+			break
+		}
+		switch p.frameAt(&frames[n], off, off+p.rx.frameSize, st) {
+		case slotFrame:
+			bytes += len(frames[n].Data)
+			n++
+		case slotBad:
+			bad++
+		}
+		p.rxHeld++
+		p.rxHead = (p.rxHead + 1) % p.rx.frameNr
+	}
+	return n, bytes, bad
+}
+
+type slotKind int
+
+const (
+	slotFrame slotKind = iota
+	slotSkip           // our own outgoing frame
+	slotBad            // truncated or malformed
+)
+
+// frameAt decodes the received packet whose tpacket header is at off (and
+// which must end by end) into f. A VLAN tag the kernel took out of the
+// frame (TP_STATUS_VLAN_VALID) is put back in front of the EtherType, in
+// the headroom before the MAC header.
+func (p *Port) frameAt(f *port.Frame, off, end int, st uint32) slotKind {
+	m := p.mem
+	if m[off+p.hdr+sllPktType] == unix.PACKET_OUTGOING {
+		return slotSkip
+	}
+	var snap, length, mac int
+	var tci, tpid uint16
+	if p.v3 {
+		snap = int(binary.NativeEndian.Uint32(m[off+v3Snaplen:]))
+		length = int(binary.NativeEndian.Uint32(m[off+v3Len:]))
+		mac = int(binary.NativeEndian.Uint16(m[off+v3Mac:]))
+		tci = uint16(binary.NativeEndian.Uint32(m[off+v3VlanTCI:]))
+		tpid = binary.NativeEndian.Uint16(m[off+v3VlanTPID:])
+	} else {
+		snap = int(binary.NativeEndian.Uint32(m[off+v2Snaplen:]))
+		length = int(binary.NativeEndian.Uint32(m[off+v2Len:]))
+		mac = int(binary.NativeEndian.Uint16(m[off+v2Mac:]))
+		tci = binary.NativeEndian.Uint16(m[off+v2VlanTCI:])
+		tpid = binary.NativeEndian.Uint16(m[off+v2VlanTPID:])
+	}
+	start, stop := off+mac, off+mac+snap
+	if mac < p.hdr+sllLen+p.vlen+vlanHdrLen || stop > end || snap < ethHdrLen || snap < length {
+		return slotBad
+	}
+	f.VNet = frame.VNetHdr{}
+	if p.vnet {
+		f.VNet.Decode(m[start-p.vlen : start])
+	}
+	if st&unix.TP_STATUS_VLAN_VALID != 0 {
+		if st&unix.TP_STATUS_VLAN_TPID_VALID == 0 || tpid == 0 {
+			tpid = 0x8100
+		}
+		copy(m[start-vlanHdrLen:start+2*6-vlanHdrLen], m[start:start+2*6])
+		start -= vlanHdrLen
+		binary.BigEndian.PutUint16(m[start+12:], tpid)
+		binary.BigEndian.PutUint16(m[start+14:], tci)
+		if f.VNet.Flags&frame.VNetNeedsCsum != 0 {
+			f.VNet.CsumStart += vlanHdrLen
+		}
+		if f.VNet.HdrLen != 0 {
+			f.VNet.HdrLen += vlanHdrLen
+		}
+	}
+	f.Data = m[start:stop:stop]
+	return slotFrame
+}
+
+// Write copies frames into free TX slots and flushes them with one sendto
+// per ring-full (one per batch normally). It returns how many frames were
+// handed to the interface; the others are counted in TxDropped (too large,
+// ring full, link down) or TxErrors (rejected by the kernel).
+func (p *Port) Write(frames []port.Frame) (int, error) {
+	if !p.enter() {
+		return 0, port.ErrClosed
+	}
+	defer p.leave()
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
+
+	var res txResult
+	var err error
+	for i := 0; i < len(frames) && err == nil; {
+		first, q := p.txHead, 0
+		for i < len(frames) && q < p.tx.frameNr {
+			d := frames[i].Data
+			if len(d) < ethHdrLen || len(d) > p.txMaxData {
+				res.dropped++
+				i++
+				continue
+			}
+			off := p.txBase + p.tx.frameOff(p.txHead)
+			if loadStatus(p.mem, off+p.txStatus) != unix.TP_STATUS_AVAILABLE {
+				break // still in flight: the ring is full
+			}
+			dst := off + p.hdr
+			if p.vnet {
+				frames[i].VNet.Encode(p.mem[dst : dst+p.vlen])
+				dst += p.vlen
+			}
+			copy(p.mem[dst:dst+len(d)], d)
+			if p.v3 {
+				binary.NativeEndian.PutUint32(p.mem[off+v3NextOffset:], 0)
+			}
+			binary.NativeEndian.PutUint32(p.mem[off+p.txLenOff:], uint32(p.vlen+len(d)))
+			storeStatus(p.mem, off+p.txStatus, unix.TP_STATUS_SEND_REQUEST)
+			p.txHead = (p.txHead + 1) % p.tx.frameNr
+			p.txIdx[q] = i
+			q++
+			i++
+		}
+		if q == 0 {
+			res.dropped += len(frames) - i
+			break
+		}
+		var bad int
+		bad, err = p.flushLocked(first, q, &res)
+		if bad >= 0 {
+			// The kernel rejected the frame in slot bad and stopped
+			// there; the frames after it go again.
+			i = p.txIdx[bad] + 1
+		}
+	}
+	p.ctr.TxFrames.Add(uint64(res.sent))
+	p.ctr.TxBytes.Add(uint64(res.bytes))
+	if res.dropped > 0 {
+		p.ctr.TxDropped.Add(uint64(res.dropped))
+	}
+	if res.errors > 0 {
+		p.ctr.TxErrors.Add(uint64(res.errors))
+	}
+	return res.sent, err
+}
+
+type txResult struct{ sent, bytes, dropped, errors int }
+
+// flushLocked has the kernel send the q slots queued from first and
+// accounts for them. The kernel walks the ring from its own head, which
+// must stay equal to ours. A frame it rejects (TP_STATUS_WRONG_FORMAT)
+// stops it there, with its head on that slot: the slot and those after it
+// are reset to AVAILABLE, txHead goes back to it, and flushLocked returns
+// its position so that Write requeues the frames after it. Otherwise it
+// returns -1; slots the kernel did not reach are taken back and dropped.
+func (p *Port) flushLocked(first, q int, res *txResult) (bad int, err error) {
+	k := 0 // slots [0,k) are accounted for
+	for attempt := 0; k < q; attempt++ {
+		serr := unix.Sendto(p.fd, nil, 0, nil)
+		for k < q {
+			off := p.txBase + p.tx.frameOff((first+k)%p.tx.frameNr)
+			st := loadStatus(p.mem, off+p.txStatus)
+			if st == unix.TP_STATUS_SEND_REQUEST {
+				break
+			}
+			if st == unix.TP_STATUS_WRONG_FORMAT {
+				res.errors++
+				p.rewindLocked(first, k, q)
+				return k, nil
+			}
+			// AVAILABLE (done) or SENDING (in flight).
+			res.sent++
+			res.bytes += int(binary.NativeEndian.Uint32(p.mem[off+p.txLenOff:])) - p.vlen
+			k++
+		}
+		if k == q {
+			return -1, nil
+		}
+		if (serr == nil || serr == unix.EINTR || serr == unix.EAGAIN || serr == unix.ENOBUFS) && attempt < 4 {
+			continue
+		}
+		// The kernel gave up before the end: take the rest back.
+		p.rewindLocked(first, k, q)
+		res.dropped += q - k
+		if serr != nil {
+			res.errors++
+			if serr == unix.ENXIO || serr == unix.ENODEV || (serr == unix.ENETDOWN && p.linkGone()) {
+				return -1, p.errLinkGone("write")
+			}
+		}
+		return -1, nil
+	}
+	return -1, nil
+}
+
+// rewindLocked returns slots [k,q) from first to AVAILABLE and moves
+// txHead back to slot k, where the kernel's head stopped.
+func (p *Port) rewindLocked(first, k, q int) {
+	for j := k; j < q; j++ {
+		off := p.txBase + p.tx.frameOff((first+j)%p.tx.frameNr)
+		storeStatus(p.mem, off+p.txStatus, unix.TP_STATUS_AVAILABLE)
+	}
+	p.txHead = (first + k) % p.tx.frameNr
+}
