@@ -80,14 +80,15 @@ type Port struct {
 	closed atomic.Bool
 
 	// RX ring, used by the single Read caller only.
-	rx     ringGeom
-	rxHead int  // next block (V3) or frame (V2) to look at
-	rxHeld int  // blocks/frames before rxHead handed out by the last Read
-	rxOpen bool // V3: block rxHead is held and partly consumed
-	rxLeft int  // V3: packets left in block rxHead
-	rxOff  int  // V3: offset of the next packet in block rxHead
-	rxDown bool // the link went down; poll with a timeout to notice deletion
-	pfd    [2]unix.PollFd
+	rx       ringGeom
+	rxHead   int           // next block (V3) or frame (V2) to look at
+	rxHeld   int           // blocks/frames before rxHead handed out by the last Read
+	rxOpen   bool          // V3: block rxHead is held and partly consumed
+	rxLeft   int           // V3: packets left in block rxHead
+	rxOff    int           // V3: offset of the next packet in block rxHead
+	rxDown   bool          // the link went down; poll with a timeout to notice deletion
+	busyPoll time.Duration // Config.BusyPoll
+	pfd      [2]unix.PollFd
 
 	// TX ring, under txMu.
 	txMu      sync.Mutex
@@ -156,7 +157,7 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
 	}
-	p := &Port{name: ifname, batch: c.BatchSize, fd: -1, efd: -1, vnet: !c.DisableVNetHdr}
+	p := &Port{name: ifname, batch: c.BatchSize, fd: -1, efd: -1, vnet: !c.DisableVNetHdr, busyPoll: c.BusyPoll}
 	switch c.Version {
 	case VersionDefault, TPacketV3:
 		p.v3, p.hdr = true, tp3HdrLen
@@ -455,6 +456,7 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 	if len(frames) == 0 {
 		return 0, nil
 	}
+	var spinUntil time.Time
 	for {
 		p.releaseRx()
 		var n, bytes, bad int
@@ -471,6 +473,15 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 			p.ctr.RxFrames.Add(uint64(n))
 			p.ctr.RxBytes.Add(uint64(bytes))
 			return n, nil
+		}
+		if p.busyPoll > 0 && !p.rxDown {
+			now := time.Now()
+			if spinUntil.IsZero() {
+				spinUntil = now.Add(p.busyPoll)
+			}
+			if now.Before(spinUntil) && !p.closed.Load() {
+				continue
+			}
 		}
 		timeout := -1
 		if p.rxDown {
