@@ -4,10 +4,8 @@
 package porttest
 
 import (
-	"sync"
 	"sync/atomic"
 
-	"github.com/switchyard-net/switchyard/switch/frame"
 	"github.com/switchyard-net/switchyard/switch/port"
 )
 
@@ -40,86 +38,11 @@ func (c *Config) withDefaults() Config {
 	return d
 }
 
-// queue is a bounded frame queue. Slots handed out by the last read stay
-// reserved until the next read, so the reader's views stay valid.
-type queue struct {
-	mu     sync.Mutex
-	cond   sync.Cond
-	slots  [][]byte
-	lens   []int
-	vnet   []frame.VNetHdr
-	r, w   uint64 // next to read, next to write
-	held   uint64 // slots given to the reader at the last read
-	closed bool
-}
-
-func newQueue(n, size int) *queue {
-	q := &queue{slots: make([][]byte, n), lens: make([]int, n), vnet: make([]frame.VNetHdr, n)}
-	for i := range q.slots {
-		q.slots[i] = make([]byte, size)
-	}
-	q.cond.L = &q.mu
-	return q
-}
-
-// put copies frames in; it returns how many fit.
-func (q *queue) put(frames []port.Frame) (int, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed {
-		return 0, false
-	}
-	n := 0
-	size := len(q.slots[0])
-	for _, f := range frames {
-		if q.w-(q.r-q.held) >= uint64(len(q.slots)) || len(f.Data) > size {
-			continue
-		}
-		i := q.w % uint64(len(q.slots))
-		q.lens[i] = copy(q.slots[i], f.Data)
-		q.vnet[i] = f.VNet
-		q.w++
-		n++
-	}
-	if n > 0 {
-		q.cond.Signal()
-	}
-	return n, true
-}
-
-func (q *queue) get(frames []port.Frame) (int, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.held = 0
-	for q.r == q.w && !q.closed {
-		q.cond.Wait()
-	}
-	if q.closed {
-		return 0, false
-	}
-	n := 0
-	for q.r < q.w && n < len(frames) {
-		i := q.r % uint64(len(q.slots))
-		frames[n] = port.Frame{Data: q.slots[i][:q.lens[i]], VNet: q.vnet[i]}
-		q.r++
-		n++
-	}
-	q.held = uint64(n)
-	return n, true
-}
-
-func (q *queue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.cond.Broadcast()
-	q.mu.Unlock()
-}
-
 // Port is one end of a Pipe.
 type Port struct {
 	name   string
 	cfg    Config
-	rx     *queue // frames for us
+	rx     *port.Queue // frames for us
 	peer   *Port
 	closed atomic.Bool
 	port.Counters
@@ -137,8 +60,8 @@ var (
 // other end's writes are dropped and counted.
 func Pipe(nameA, nameB string, cfg *Config) (*Port, *Port) {
 	c := cfg.withDefaults()
-	a := &Port{name: nameA, cfg: c, rx: newQueue(c.Slots, c.SlotSize)}
-	b := &Port{name: nameB, cfg: c, rx: newQueue(c.Slots, c.SlotSize)}
+	a := &Port{name: nameA, cfg: c, rx: port.NewQueue(c.Slots, c.SlotSize)}
+	b := &Port{name: nameB, cfg: c, rx: port.NewQueue(c.Slots, c.SlotSize)}
 	a.peer, b.peer = b, a
 	return a, b
 }
@@ -154,7 +77,7 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 	if len(frames) > p.cfg.BatchSize {
 		frames = frames[:p.cfg.BatchSize]
 	}
-	n, ok := p.rx.get(frames)
+	n, ok := p.rx.Get(frames)
 	if !ok {
 		return 0, port.ErrClosed
 	}
@@ -172,7 +95,7 @@ func (p *Port) Write(frames []port.Frame) (int, error) {
 	if p.closed.Load() {
 		return 0, port.ErrClosed
 	}
-	n, ok := p.peer.rx.put(frames)
+	n, ok := p.peer.rx.Put(frames)
 	if !ok {
 		n = 0
 	}
@@ -191,7 +114,7 @@ func (p *Port) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
-	p.rx.close()
+	p.rx.Close()
 	return nil
 }
 
@@ -200,7 +123,7 @@ func (p *Port) Close() error {
 func (p *Port) Inject(frames ...[]byte) int {
 	n := 0
 	for _, f := range frames {
-		if k, _ := p.rx.put([]port.Frame{{Data: f}}); k == 1 {
+		if k, _ := p.rx.Put([]port.Frame{{Data: f}}); k == 1 {
 			n++
 		}
 	}
@@ -208,16 +131,4 @@ func (p *Port) Inject(frames ...[]byte) int {
 }
 
 // Drain returns copies of the frames queued for p without blocking.
-func (p *Port) Drain() [][]byte {
-	q := p.rx
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.held = 0
-	var out [][]byte
-	for q.r < q.w {
-		i := q.r % uint64(len(q.slots))
-		out = append(out, append([]byte(nil), q.slots[i][:q.lens[i]]...))
-		q.r++
-	}
-	return out
-}
+func (p *Port) Drain() [][]byte { return p.rx.Drain() }

@@ -1,0 +1,297 @@
+// Package router is a network's gateway as the bridge sees it: a port with
+// the gateway's MAC that answers ARP and IPv6 neighbour solicitations for the
+// gateway addresses and replies to pings sent to them. Endpoints point their
+// default route at it, so `ping <gateway>` works from every namespace.
+//
+// The bridge writes to it like to any port (floods and frames for its MAC);
+// replies are queued and read back by the bridge.
+package router
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/switchyard-net/switchyard/switch/frame"
+	"github.com/switchyard-net/switchyard/switch/port"
+)
+
+// Config sets up a gateway port.
+type Config struct {
+	Name   string         // port name, for logs and Namer; default "gateway"
+	MAC    frame.MAC      // the gateway's MAC
+	Addrs  []netip.Prefix // the gateway's addresses, IPv4 and/or IPv6
+	MTU    int            // default 1500
+	Logger *zap.Logger
+}
+
+// Counters are a gateway's own counters.
+type Counters struct {
+	ARPReplies   uint64 `json:"arp_replies"`
+	NDPAdverts   uint64 `json:"ndp_adverts"`
+	EchoReplies  uint64 `json:"echo_replies"`
+	NotForUs     uint64 `json:"not_for_us"`    // floods and frames for other hosts
+	Unroutable   uint64 `json:"unroutable"`    // IP to our MAC for another address: no uplink to route to
+	Malformed    uint64 `json:"malformed"`     // failed to decode
+	QueueDropped uint64 `json:"queue_dropped"` // replies lost to a full queue
+}
+
+// Port is a gateway port. It implements port.Port.
+type Port struct {
+	name  string
+	mac   frame.MAC
+	v4    []netip.Addr
+	v6    []netip.Addr
+	mtu   int
+	log   *zap.Logger
+	q     *port.Queue
+	ctr   port.Counters
+	arp   atomic.Uint64
+	ndp   atomic.Uint64
+	echo  atomic.Uint64
+	other atomic.Uint64
+	unrt  atomic.Uint64
+	bad   atomic.Uint64
+	qdrop atomic.Uint64
+}
+
+var (
+	_ port.Port    = (*Port)(nil)
+	_ port.Statser = (*Port)(nil)
+	_ port.Namer   = (*Port)(nil)
+)
+
+// New returns a gateway port.
+func New(cfg *Config) *Port {
+	p := &Port{name: cfg.Name, mac: cfg.MAC, mtu: cfg.MTU, log: cfg.Logger}
+	if p.name == "" {
+		p.name = "gateway"
+	}
+	if p.mtu == 0 {
+		p.mtu = 1500
+	}
+	if p.log == nil {
+		p.log = zap.NewNop()
+	}
+	for _, a := range cfg.Addrs {
+		if a.Addr().Is4() {
+			p.v4 = append(p.v4, a.Addr())
+		} else {
+			p.v6 = append(p.v6, a.Addr())
+		}
+	}
+	p.q = port.NewQueue(128, 9216)
+	return p
+}
+
+func (p *Port) Name() string      { return p.name }
+func (p *Port) BatchSize() int    { return 32 }
+func (p *Port) MTU() int          { return p.mtu }
+func (p *Port) Stats() port.Stats { return p.ctr.Snapshot() }
+
+// Counters returns the gateway's own counters.
+func (p *Port) Counters() Counters {
+	return Counters{
+		ARPReplies: p.arp.Load(), NDPAdverts: p.ndp.Load(), EchoReplies: p.echo.Load(),
+		NotForUs: p.other.Load(), Unroutable: p.unrt.Load(), Malformed: p.bad.Load(), QueueDropped: p.qdrop.Load(),
+	}
+}
+
+// Read returns queued replies.
+func (p *Port) Read(frames []port.Frame) (int, error) {
+	n, ok := p.q.Get(frames)
+	if !ok {
+		return 0, port.ErrClosed
+	}
+	p.ctr.RxFrames.Add(uint64(n))
+	return n, nil
+}
+
+// Close implements port.Port.
+func (p *Port) Close() error {
+	p.q.Close()
+	return nil
+}
+
+func has(list []netip.Addr, a netip.Addr) bool {
+	for _, x := range list {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Write takes frames from the bridge and queues the replies they call for.
+// It is safe for concurrent use.
+func (p *Port) Write(frames []port.Frame) (int, error) {
+	var pr frame.Parsed
+	var buf [9216]byte
+	for i := range frames {
+		d := frames[i].Data
+		p.ctr.TxFrames.Add(1)
+		p.ctr.TxBytes.Add(uint64(len(d)))
+		pr.Decode(d)
+		if pr.Reason != frame.OK {
+			p.bad.Add(1)
+			continue
+		}
+		if pr.DstMAC != p.mac && !pr.DstMAC.IsMulticast() {
+			p.other.Add(1)
+			continue
+		}
+		var n int
+		switch {
+		case pr.EtherType == frame.EtherTypeARP:
+			n = p.arpReply(&pr, d, buf[:])
+		case pr.IPVersion == 4 && pr.Proto == frame.ProtoICMPv4 && pr.ICMPType == frame.ICMPv4EchoRequest:
+			n = p.echoReply4(&pr, d, buf[:])
+		case pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == frame.ICMPv6EchoRequest:
+			n = p.echoReply6(&pr, d, buf[:])
+		case pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == icmpv6NeighborSolicit:
+			n = p.neighborAdvert(&pr, d, buf[:])
+		case pr.IsIP() && pr.DstMAC == p.mac && !has(p.v4, pr.DstIP) && !has(p.v6, pr.DstIP):
+			p.unrt.Add(1)
+		default:
+			p.other.Add(1)
+		}
+		if n > 0 {
+			if k, _ := p.q.Put([]port.Frame{{Data: buf[:n]}}); k == 0 {
+				p.qdrop.Add(1)
+			}
+		}
+	}
+	return len(frames), nil
+}
+
+func (p *Port) arpReply(pr *frame.Parsed, d, out []byte) int {
+	if pr.ARPOp != 1 || !has(p.v4, pr.DstIP) || pr.VLANTags > 0 {
+		p.other.Add(1)
+		return 0
+	}
+	const n = frame.EthernetLen + frame.ARPLen
+	copy(out, d[:n])
+	eth := frame.Ethernet(out[:n])
+	eth.SetDst(pr.SrcMAC)
+	eth.SetSrc(p.mac)
+	a := frame.ARP(out[frame.EthernetLen:n])
+	a.SetOp(2)
+	a.SetSender(p.mac, pr.DstIP)
+	a.SetTarget(pr.ARPSenderMAC, pr.SrcIP)
+	p.arp.Add(1)
+	return pad(out, n)
+}
+
+// pad extends a frame to the Ethernet minimum of 60 bytes.
+func pad(out []byte, n int) int {
+	for ; n < 60; n++ {
+		out[n] = 0
+	}
+	return n
+}
+
+func (p *Port) echoReply4(pr *frame.Parsed, d, out []byte) int {
+	if !has(p.v4, pr.DstIP) || pr.Frag != frame.NotFragment || pr.L3End > len(out) || pr.VLANTags > 0 {
+		if !has(p.v4, pr.DstIP) {
+			p.unrt.Add(1)
+		}
+		return 0
+	}
+	n := pr.L3End
+	copy(out, d[:n])
+	eth := frame.Ethernet(out[:n])
+	eth.SetDst(pr.SrcMAC)
+	eth.SetSrc(p.mac)
+	ip := frame.IPv4(out[pr.L3Off:n])
+	ip.SetSrc(pr.DstIP)
+	ip.SetDst(pr.SrcIP)
+	ip.SetTTL(64)
+	icmp := frame.ICMPv4(out[pr.L4Off:n])
+	icmp[0] = frame.ICMPv4EchoReply
+	icmp.FillChecksum()
+	p.echo.Add(1)
+	return pad(out, n)
+}
+
+func (p *Port) echoReply6(pr *frame.Parsed, d, out []byte) int {
+	if !has(p.v6, pr.DstIP) || pr.Frag != frame.NotFragment || pr.L3End > len(out) || pr.VLANTags > 0 {
+		if !has(p.v6, pr.DstIP) && !pr.DstIP.IsMulticast() {
+			p.unrt.Add(1)
+		}
+		return 0
+	}
+	n := pr.L3End
+	copy(out, d[:n])
+	eth := frame.Ethernet(out[:n])
+	eth.SetDst(pr.SrcMAC)
+	eth.SetSrc(p.mac)
+	ip := frame.IPv6(out[pr.L3Off:n])
+	ip.SetSrc(pr.DstIP)
+	ip.SetDst(pr.SrcIP)
+	ip.SetHopLimit(64)
+	icmp := frame.ICMPv6(out[pr.L4Off:n])
+	icmp[0] = frame.ICMPv6EchoReply
+	icmp.FillChecksum(pr.DstIP, pr.SrcIP)
+	p.echo.Add(1)
+	return pad(out, n)
+}
+
+const (
+	icmpv6NeighborSolicit uint8 = 135
+	icmpv6NeighborAdvert  uint8 = 136
+	ndpOptSourceLL              = 1
+	ndpOptTargetLL              = 2
+	ndpFlagSolicited            = 0x40
+	ndpFlagOverride             = 0x20
+	ndpFlagRouter               = 0x80
+)
+
+// neighborAdvert answers a neighbour solicitation for one of our IPv6
+// addresses: a solicited, overriding router advertisement of our MAC.
+func (p *Port) neighborAdvert(pr *frame.Parsed, d, out []byte) int {
+	// ICMPv6 header (4) + reserved (4) + target (16).
+	if pr.L4Off+24 > pr.L3End || pr.VLANTags > 0 {
+		p.bad.Add(1)
+		return 0
+	}
+	target := netip.AddrFrom16([16]byte(d[pr.L4Off+8 : pr.L4Off+24]))
+	if !has(p.v6, target) {
+		p.other.Add(1)
+		return 0
+	}
+	// To the soliciting host; to all-nodes for a DAD probe (unspecified source).
+	dstIP, dstMAC := pr.SrcIP, pr.SrcMAC
+	flags := byte(ndpFlagSolicited | ndpFlagOverride | ndpFlagRouter)
+	if !pr.SrcIP.IsValid() || pr.SrcIP.IsUnspecified() {
+		dstIP = netip.AddrFrom16([16]byte{0xff, 0x02, 15: 1})
+		dstMAC = frame.MAC{0x33, 0x33, 0, 0, 0, 1}
+		flags &^= ndpFlagSolicited
+	}
+	const icmpLen = 4 + 4 + 16 + 8 // header, flags, target, target link-layer option
+	l3 := frame.EthernetLen
+	l4 := l3 + frame.IPv6Len
+	n := l4 + icmpLen
+	clear(out[:n])
+	eth := frame.Ethernet(out[:n])
+	eth.SetDst(dstMAC)
+	eth.SetSrc(p.mac)
+	binary.BigEndian.PutUint16(out[12:], frame.EtherTypeIPv6)
+	ip := frame.IPv6(out[l3:n])
+	ip[0] = 0x60
+	binary.BigEndian.PutUint16(ip[4:], icmpLen)
+	ip[6] = frame.ProtoICMPv6
+	ip.SetHopLimit(255)
+	ip.SetSrc(target)
+	ip.SetDst(dstIP)
+	m := out[l4:n]
+	m[0] = icmpv6NeighborAdvert
+	m[4] = flags
+	copy(m[8:24], d[pr.L4Off+8:pr.L4Off+24])
+	m[24], m[25] = ndpOptTargetLL, 1
+	copy(m[26:32], p.mac[:])
+	frame.ICMPv6(m).FillChecksum(target, dstIP)
+	p.ndp.Add(1)
+	return pad(out, n)
+}
