@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchyard-net/switchyard/switch/fdb"
+	"github.com/switchyard-net/switchyard/switch/frame"
 	"github.com/switchyard-net/switchyard/switch/port"
 )
 
@@ -60,6 +61,9 @@ func (b *Bridge) removeGone(bp *bport, cause error) {
 // has its own; the slices are kept between batches so forwarding does not
 // allocate.
 type staging struct {
+	arena   []byte         // software-offload output, reset every batch
+	used    int            // bytes of arena in use
+	segs    [][]byte       // scratch for Segment's output
 	out     [][]port.Frame // by egress port id
 	flooded []uint32       // by egress port id: how many of out[id] are flood copies
 	touched []int          // ids with frames staged, in first-touch order
@@ -80,13 +84,90 @@ func (s *staging) reset(ports, batch int) {
 		}
 	}
 	s.touched = s.touched[:0]
+	s.used = 0
+}
+
+// arenaSize bounds the software-offload output of one batch: finished
+// copies and segments of GSO super-frames for ports that take no offloads.
+const arenaSize = 1 << 20
+
+// take returns n bytes of the batch's arena, or nil when it is used up.
+func (s *staging) take(n int) []byte {
+	if s.arena == nil {
+		s.arena = make([]byte, arenaSize)
+	}
+	if s.used+n > len(s.arena) {
+		return nil
+	}
+	b := s.arena[s.used : s.used+n : s.used+n]
+	s.used += n
+	return b
+}
+
+// finish stages f for a port that takes no offloads: the frame's checksum
+// finished, or its GSO super-frame cut into segments, in copies from the
+// arena (other egress ports may still get f as it is). It reports false
+// when the frame cannot be finished.
+func (s *staging) finish(out *bport, f *port.Frame, flood bool) bool {
+	if !f.VNet.GSO() {
+		c := s.take(len(f.Data))
+		if c == nil {
+			return false
+		}
+		copy(c, f.Data)
+		h := f.VNet
+		if !frame.FinishChecksum(c, &h) {
+			return false
+		}
+		s.stage(out, &port.Frame{Data: c}, flood)
+		return true
+	}
+	hdr := int(f.VNet.HdrLen)
+	if hdr <= 0 || hdr > len(f.Data) {
+		hdr = min(len(f.Data), 14+60+60) // Ethernet + the largest IP and TCP headers
+	}
+	seg := hdr + int(f.VNet.GSOSize)
+	if f.VNet.GSOSize == 0 {
+		return false
+	}
+	n := (len(f.Data) - hdr + int(f.VNet.GSOSize) - 1) / int(f.VNet.GSOSize)
+	if n > len(s.segs) {
+		s.segs = make([][]byte, n)
+	}
+	for i := 0; i < n; i++ {
+		if s.segs[i] = s.take(seg); s.segs[i] == nil {
+			return false
+		}
+	}
+	k, err := frame.Segment(f.Data, &f.VNet, s.segs[:n])
+	if err != nil {
+		return false
+	}
+	for i := 0; i < k; i++ {
+		s.stage(out, &port.Frame{Data: s.segs[i]}, flood)
+	}
+	return true
 }
 
 func (s *staging) add(out *bport, f *port.Frame, flood bool) {
+	if !out.offloads && !f.VNet.IsZero() {
+		if !s.finish(out, f, flood) {
+			out.c.drops[DropOffload].Add(1)
+		}
+		return
+	}
+	s.stage(out, f, flood)
+}
+
+func (s *staging) stage(out *bport, f *port.Frame, flood bool) {
 	q := s.out[out.id]
 	if len(q) == 0 {
 		s.touched = append(s.touched, out.id)
 		s.flooded[out.id] = 0
+	}
+	if len(q) == cap(q) {
+		// Segments can outnumber the batch; grow once, keep the room.
+		q = append(make([]port.Frame, 0, 2*cap(q)+1), q...)
 	}
 	s.out[out.id] = append(q, *f)
 	if flood {
