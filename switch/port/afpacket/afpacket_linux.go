@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -88,7 +89,18 @@ type Port struct {
 	rxOff    int           // V3: offset of the next packet in block rxHead
 	rxDown   bool          // the link went down; poll with a timeout to notice deletion
 	busyPoll time.Duration // Config.BusyPoll
-	pfd      [2]unix.PollFd
+	// epf is an epoll instance watching fd and efd, made non-blocking and
+	// handed to Go's netpoller: Read parks its goroutine on it instead of
+	// sleeping in poll(2) on a thread that holds a P. With the switch on
+	// one CPU (GOMAXPROCS 1), a thread blocked in a syscall keeps the
+	// other ports' goroutines off the CPU until sysmon steps in, which
+	// cost milliseconds per frame.
+	epf     *os.File
+	rc      syscall.RawConn
+	evs     [4]unix.EpollEvent
+	wk      int                // check's result: ready fds
+	werr    error              // check's result: epoll_wait error
+	checkFn func(uintptr) bool // p.check, bound once
 
 	// TX ring, under txMu.
 	txMu      sync.Mutex
@@ -305,8 +317,28 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	p.pfd[0] = unix.PollFd{Fd: int32(p.fd), Events: unix.POLLIN}
-	p.pfd[1] = unix.PollFd{Fd: int32(p.efd), Events: unix.POLLIN}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	for _, fd := range []int{p.fd, p.efd} {
+		if err == nil {
+			err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
+		}
+	}
+	if err == nil {
+		err = unix.SetNonblock(epfd, true)
+	}
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("epoll setup: %w", err)
+	}
+	// Non-blocking before NewFile, so the runtime's poller takes it.
+	p.epf = os.NewFile(uintptr(epfd), "afpacket-epoll-"+ifname)
+	p.checkFn = p.check
+	if p.rc, err = p.epf.SyscallConn(); err != nil {
+		return nil, fmt.Errorf("epoll conn: %w", err)
+	}
 	return p, nil
 }
 
@@ -348,6 +380,10 @@ func (p *Port) release() {
 	if p.efd >= 0 {
 		_ = unix.Close(p.efd)
 		p.efd = -1
+	}
+	if p.epf != nil {
+		_ = p.epf.Close()
+		p.epf = nil
 	}
 }
 
@@ -483,22 +519,14 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 				continue
 			}
 		}
-		timeout := -1
-		if p.rxDown {
-			timeout = downPollMillis
-		}
-		p.pfd[0].Revents, p.pfd[1].Revents = 0, 0
-		k, err := unix.Poll(p.pfd[:], timeout)
+		sockEv, closing, k, err := p.wait()
 		if err != nil {
-			if err == unix.EINTR {
-				continue
-			}
-			return 0, fmt.Errorf("afpacket: poll %s: %w", p.name, err)
+			return 0, fmt.Errorf("afpacket: wait %s: %w", p.name, err)
 		}
-		if p.pfd[1].Revents != 0 || p.closed.Load() {
+		if closing || p.closed.Load() {
 			return 0, port.ErrClosed
 		}
-		if p.pfd[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+		if sockEv&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 			// ENETDOWN: the link went down (or is being deleted); reading
 			// SO_ERROR clears it. Deletion is told by the bound ifindex.
 			soerr, _ := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR)
@@ -510,6 +538,45 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 			return 0, p.errLinkGone("read")
 		}
 	}
+}
+
+// wait parks the caller until the socket or the close eventfd is ready
+// (or, while the link is down, until a timeout so deletion is noticed) and
+// returns the socket's events, whether Close was signalled, and how many
+// fds were ready.
+func (p *Port) wait() (sockEv uint32, closing bool, k int, err error) {
+	if p.rxDown {
+		_ = p.epf.SetReadDeadline(time.Now().Add(downPollMillis * time.Millisecond))
+		defer p.epf.SetReadDeadline(time.Time{})
+	}
+	err = p.rc.Read(p.checkFn)
+	k = p.wk
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, false, 0, nil
+	}
+	if err == nil {
+		err = p.werr
+	}
+	for _, ev := range p.evs[:max(k, 0)] {
+		switch int(ev.Fd) {
+		case p.fd:
+			sockEv |= ev.Events
+		case p.efd:
+			closing = true
+		}
+	}
+	return sockEv, closing, k, err
+}
+
+// check is what the netpoller calls to see whether Read can go on: it
+// collects the ready fds without blocking. Bound once to checkFn, so the
+// wait allocates nothing.
+func (p *Port) check(fd uintptr) bool {
+	p.wk, p.werr = unix.EpollWait(int(fd), p.evs[:], 0)
+	if p.werr == unix.EINTR {
+		p.wk, p.werr = 0, nil
+	}
+	return p.wk != 0 || p.werr != nil
 }
 
 // releaseRx hands the blocks (V3) or frames (V2) behind the previous batch
