@@ -3,6 +3,7 @@ package netns
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 
@@ -79,6 +80,12 @@ func AddVeth(ep Endpoint) (err error) {
 		return fmt.Errorf("veth %s created without an index", ep.HostName)
 	}
 	if err := step("created"); err != nil {
+		return err
+	}
+	// The host end carries no address, IPv6 link-local included: with
+	// IPv6 off on it, bringing it up sends no DAD, router solicitation or
+	// MLD report from the host's namespace.
+	if err := Do(ep.HostNetns, func() error { return disableIPv6(ep.HostName) }); err != nil {
 		return err
 	}
 	if err := host.LinkSetUp(v); err != nil {
@@ -277,4 +284,15 @@ func openTap(name string, multi, first bool) (int, error) {
 		return -1, fmt.Errorf("create tap %s (TUNSETIFF): %w", name, err)
 	}
 	return fd, nil
+}
+
+// disableIPv6 turns IPv6 off on the named link of the calling thread's
+// namespace (/proc/sys/net follows the thread's network namespace). A
+// kernel without IPv6 has nothing to turn off.
+func disableIPv6(name string) error {
+	err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("disable IPv6 on %s: %w", name, err)
+	}
+	return nil
 }
