@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -516,6 +517,8 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 				spinUntil = now.Add(p.busyPoll)
 			}
 			if now.Before(spinUntil) && !p.closed.Load() {
+				// Let the other ports' goroutines spin or forward too.
+				runtime.Gosched()
 				continue
 			}
 		}
@@ -747,7 +750,9 @@ func (p *Port) Write(frames []port.Frame) (int, error) {
 			}
 			off := p.txBase + p.tx.frameOff(p.txHead)
 			if loadStatus(p.mem, off+p.txStatus) != unix.TP_STATUS_AVAILABLE {
-				break // still in flight: the ring is full
+				if q > 0 || !p.waitSlotLocked(off) {
+					break // the ring is full: send what is queued, or give up
+				}
 			}
 			dst := off + p.hdr
 			if p.vnet {
@@ -797,10 +802,33 @@ type txResult struct{ sent, bytes, dropped, errors int }
 // are reset to AVAILABLE, txHead goes back to it, and flushLocked returns
 // its position so that Write requeues the frames after it. Otherwise it
 // returns -1; slots the kernel did not reach are taken back and dropped.
+// txSlotWait bounds how long Write waits for a transmit slot to come back
+// from the kernel before it drops the frame.
+const txSlotWait = 2 * time.Millisecond
+
+// waitSlotLocked waits, yielding the CPU, until the TX slot at off is
+// AVAILABLE again, for at most txSlotWait. txMu is held.
+func (p *Port) waitSlotLocked(off int) bool {
+	deadline := time.Now().Add(txSlotWait)
+	for loadStatus(p.mem, off+p.txStatus) != unix.TP_STATUS_AVAILABLE {
+		if p.closed.Load() || time.Now().After(deadline) {
+			return false
+		}
+		runtime.Gosched()
+	}
+	return true
+}
+
 func (p *Port) flushLocked(first, q int, res *txResult) (bad int, err error) {
 	k := 0 // slots [0,k) are accounted for
 	for attempt := 0; k < q; attempt++ {
-		serr := unix.Sendto(p.fd, nil, 0, nil)
+		// Without MSG_DONTWAIT the kernel waits until every skb sent from
+		// the ring is freed, and a receiver that holds its socket lock
+		// keeps them (un-orphaned, in its backlog) for as long as it
+		// likes: the switch would run at the pace of the slowest reader.
+		// Slots still in flight stay SENDING and are reused once the
+		// kernel marks them AVAILABLE.
+		serr := unix.Sendto(p.fd, nil, unix.MSG_DONTWAIT, nil)
 		for k < q {
 			off := p.txBase + p.tx.frameOff((first+k)%p.tx.frameNr)
 			st := loadStatus(p.mem, off+p.txStatus)

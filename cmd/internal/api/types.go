@@ -1,0 +1,243 @@
+// Package api holds the wire types of switchyard's control API (HTTP+JSON
+// over a unix socket) and a client for it. The same types, read from YAML,
+// are the schema of the daemon's topology file (switchyard daemon --config).
+//
+// Routes (all bodies JSON; errors as {"error":{"code":...,"message":...}}):
+//
+//	GET    /v1/ping                                   liveness, {"version":...}
+//	GET    /v1/networks                               []Network
+//	POST   /v1/networks                               NetworkCreate -> Network (201)
+//	GET    /v1/networks/{name}                        Network
+//	PATCH  /v1/networks/{name}                        NetworkUpdate -> Network
+//	DELETE /v1/networks/{name}                        204
+//	POST   /v1/networks/{name}/endpoints              EndpointCreate -> Port (201)
+//	DELETE /v1/networks/{name}/endpoints/{netns}      204
+//	POST   /v1/networks/{name}/attachments            AttachmentCreate -> Port (201)
+//	DELETE /v1/networks/{name}/attachments/{iface}    204 (?netns=NS must match when given)
+//	PATCH  /v1/networks/{name}/ports/{port}           PortUpdate -> Port
+//	GET    /v1/networks/{name}/fdb                    []FDBEntry
+//	DELETE /v1/networks/{name}/fdb                    FDBFlushed
+package api
+
+import "time"
+
+// DefaultSocket is where the daemon listens and the CLI connects by default.
+const DefaultSocket = "/run/switchyard/switchyard.sock"
+
+// DefaultStateDir is where the daemon keeps its state by default.
+const DefaultStateDir = "/var/lib/switchyard"
+
+// Drivers, IPAM modes and port kinds.
+const (
+	DriverBridge  = "bridge"
+	DriverMacvlan = "macvlan"
+
+	IPAMDefault = "default"
+	IPAMNone    = "none"
+
+	KindVeth     = "veth"
+	KindTap      = "tap"
+	KindAttached = "attached"
+	KindGateway  = "gateway"
+
+	// GatewayPort is the bridge port name of a network's gateway.
+	GatewayPort = "gateway"
+)
+
+// Subnet is one subnet of a network. Gateway and IPRange are optional on
+// create; the daemon fills the gateway in (first host) unless the network
+// has none.
+type Subnet struct {
+	Subnet  string `json:"subnet" yaml:"subnet"`
+	IPRange string `json:"ip_range,omitempty" yaml:"ip_range,omitempty"`
+	Gateway string `json:"gateway,omitempty" yaml:"gateway,omitempty"`
+}
+
+// NetworkCreate is the body of POST /v1/networks and one network of a
+// topology file.
+type NetworkCreate struct {
+	Name string `json:"name" yaml:"name"`
+	// Driver is "bridge" (default) or "macvlan" (not supported yet).
+	Driver string `json:"driver,omitempty" yaml:"driver,omitempty"`
+	// Mode, Parent and ParentNetns belong to the macvlan driver.
+	Mode        string `json:"mode,omitempty" yaml:"mode,omitempty"`
+	Parent      string `json:"parent,omitempty" yaml:"parent,omitempty"`
+	ParentNetns string `json:"parent_netns,omitempty" yaml:"parent_netns,omitempty"`
+	// IPAM is "default" (addresses and a gateway) or "none" (a pure L2
+	// switch: no subnet, no gateway, endpoints get no address).
+	IPAM    string   `json:"ipam,omitempty" yaml:"ipam,omitempty"`
+	Subnets []Subnet `json:"subnets,omitempty" yaml:"subnets,omitempty"`
+	// AuxAddresses maps names to addresses the IPAM never hands out.
+	AuxAddresses map[string]string `json:"aux_addresses,omitempty" yaml:"aux_addresses,omitempty"`
+	// Uplink, UplinkIP and UplinkGateway: the gateway's way out (not
+	// supported yet).
+	Uplink        string `json:"uplink,omitempty" yaml:"uplink,omitempty"`
+	UplinkIP      string `json:"uplink_ip,omitempty" yaml:"uplink_ip,omitempty"`
+	UplinkGateway string `json:"uplink_gateway,omitempty" yaml:"uplink_gateway,omitempty"`
+	// Internal networks have no uplink (every network is internal for now).
+	Internal bool `json:"internal,omitempty" yaml:"internal,omitempty"`
+	// MTU of the endpoints' links; 0 means 1500.
+	MTU int `json:"mtu,omitempty" yaml:"mtu,omitempty"`
+	// Ageing is the MAC ageing time as a Go duration ("5m"), or "never";
+	// empty means 300s.
+	Ageing string `json:"ageing,omitempty" yaml:"ageing,omitempty"`
+	// MACLimit caps the learned MAC entries; 0 means the default (65536).
+	MACLimit int `json:"mac_limit,omitempty" yaml:"mac_limit,omitempty"`
+}
+
+// NetworkUpdate is the body of PATCH /v1/networks/{name}; nil fields stay.
+type NetworkUpdate struct {
+	Ageing   *string `json:"ageing,omitempty"`
+	MACLimit *int    `json:"mac_limit,omitempty"`
+}
+
+// EndpointCreate is the body of POST /v1/networks/{name}/endpoints: connect
+// a network namespace.
+type EndpointCreate struct {
+	Netns string `json:"netns" yaml:"netns"`
+	// IPs are wanted addresses (at most one per subnet), without prefix
+	// length. Empty: allocate. ["none"]: attach at L2 only (no address,
+	// no route).
+	IPs []string `json:"ips,omitempty" yaml:"ips,omitempty"`
+	// MAC of the inner interface; empty means one derived from the network
+	// and namespace names (stable across reconnects).
+	MAC string `json:"mac,omitempty" yaml:"mac,omitempty"`
+	// IfName is the inner interface's name; default eth0.
+	IfName string `json:"ifname,omitempty" yaml:"ifname,omitempty"`
+	// Kind is "veth" (default) or "tap".
+	Kind string `json:"kind,omitempty" yaml:"kind,omitempty"`
+	// Publish maps host ports to the endpoint (not supported yet).
+	Publish []string `json:"publish,omitempty" yaml:"publish,omitempty"`
+}
+
+// IPNone in EndpointCreate.IPs attaches an endpoint at L2 only.
+const IPNone = "none"
+
+// AttachmentCreate is the body of POST /v1/networks/{name}/attachments: an
+// existing interface becomes a port, as `ip link set IFACE master BR` would
+// make it one of a kernel bridge.
+type AttachmentCreate struct {
+	Iface string `json:"iface" yaml:"iface"`
+	// Netns is the interface's namespace; empty means the daemon's own.
+	Netns string `json:"netns,omitempty" yaml:"netns,omitempty"`
+}
+
+// PortFlags are a port's forwarding flags.
+type PortFlags struct {
+	Hairpin    bool `json:"hairpin"`
+	Isolated   bool `json:"isolated"`
+	Flood      bool `json:"flood"`
+	McastFlood bool `json:"mcast_flood"`
+	BcastFlood bool `json:"bcast_flood"`
+}
+
+// PortUpdate is the body of PATCH /v1/networks/{name}/ports/{port}; nil
+// fields stay.
+type PortUpdate struct {
+	Hairpin    *bool `json:"hairpin,omitempty"`
+	Isolated   *bool `json:"isolated,omitempty"`
+	Flood      *bool `json:"flood,omitempty"`
+	McastFlood *bool `json:"mcast_flood,omitempty"`
+	BcastFlood *bool `json:"bcast_flood,omitempty"`
+}
+
+// Counters are a port's forwarding counters (kept by the switch) and, where
+// the backend keeps them, its I/O counters.
+type Counters struct {
+	RxFrames  uint64            `json:"rx_frames"`
+	RxBytes   uint64            `json:"rx_bytes"`
+	TxFrames  uint64            `json:"tx_frames"`
+	TxBytes   uint64            `json:"tx_bytes"`
+	TxFlooded uint64            `json:"tx_flooded"`
+	TxUnicast uint64            `json:"tx_unicast"`
+	Drops     map[string]uint64 `json:"drops,omitempty"`
+	// IO are the backend's counters (ring or TAP), when it keeps them.
+	IO *IOCounters `json:"io,omitempty"`
+}
+
+// IOCounters are a port backend's own counters.
+type IOCounters struct {
+	RxFrames  uint64 `json:"rx_frames"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxFrames  uint64 `json:"tx_frames"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	RxDropped uint64 `json:"rx_dropped"`
+	TxDropped uint64 `json:"tx_dropped"`
+	RxErrors  uint64 `json:"rx_errors"`
+	TxErrors  uint64 `json:"tx_errors"`
+}
+
+// Port is one port of a network: an endpoint (veth or tap), an attached
+// interface, or the gateway.
+type Port struct {
+	// Name is the port's name: the endpoint's namespace, the attached
+	// interface's name, or "gateway".
+	Name string `json:"name"`
+	Kind string `json:"kind"` // veth | tap | attached | gateway
+	// Netns is the namespace of the interface (empty: the daemon's own).
+	Netns string `json:"netns,omitempty"`
+	// IfName is the interface inside Netns.
+	IfName string `json:"ifname,omitempty"`
+	// HostLink is the veth's host end (in the daemon's namespace).
+	HostLink string    `json:"host_link,omitempty"`
+	MAC      string    `json:"mac,omitempty"`
+	IPv4     string    `json:"ipv4,omitempty"` // with prefix length
+	IPv6     string    `json:"ipv6,omitempty"` // with prefix length
+	Flags    PortFlags `json:"flags"`
+	Offloads bool      `json:"offloads"`
+	// Up is false when the port is in the state but not on the switch
+	// (its link went away and it is being cleaned up).
+	Up       bool     `json:"up"`
+	Counters Counters `json:"counters"`
+}
+
+// Network is a network as GET /v1/networks/{name} returns it.
+type Network struct {
+	Name         string            `json:"name"`
+	Driver       string            `json:"driver"`
+	IPAM         string            `json:"ipam"`
+	Subnets      []Subnet          `json:"subnets,omitempty"` // effective: gateways filled in
+	AuxAddresses map[string]string `json:"aux_addresses,omitempty"`
+	Internal     bool              `json:"internal"`
+	MTU          int               `json:"mtu"`
+	Ageing       string            `json:"ageing"`
+	MACLimit     int               `json:"mac_limit"` // 0: the default
+	// GatewayMAC is the gateway's MAC (empty without a gateway).
+	GatewayMAC string    `json:"gateway_mac,omitempty"`
+	Created    time.Time `json:"created"`
+	Ports      []Port    `json:"ports"`
+}
+
+// FDBEntry is one row of a network's MAC table.
+type FDBEntry struct {
+	MAC  string `json:"mac"`
+	Port string `json:"port"`
+	Type string `json:"type"` // static | learned
+	// AgeSeconds is the time since the entry was last refreshed (0 for
+	// static entries).
+	AgeSeconds float64 `json:"age_seconds"`
+}
+
+// FDBFlushed is the answer of DELETE /v1/networks/{name}/fdb.
+type FDBFlushed struct {
+	Flushed int `json:"flushed"`
+}
+
+// Ping is the answer of GET /v1/ping.
+type Ping struct {
+	Version  string `json:"version"`
+	StateDir string `json:"state_dir"`
+}
+
+// NetworkSpec is one network of a topology file: the network and what to
+// connect to it.
+type NetworkSpec struct {
+	NetworkCreate `yaml:",inline"`
+	Endpoints     []EndpointCreate   `json:"endpoints,omitempty" yaml:"endpoints,omitempty"`
+	Attachments   []AttachmentCreate `json:"attachments,omitempty" yaml:"attachments,omitempty"`
+}
+
+// Topology is a declarative set of networks (switchyard daemon --config).
+type Topology struct {
+	Networks []NetworkSpec `json:"networks" yaml:"networks"`
+}

@@ -1,0 +1,157 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/switchyard-net/switchyard/cmd/internal/api"
+)
+
+// maxBody is the largest request body taken.
+const maxBody = 1 << 20
+
+// Handler returns the HTTP handler of the API (see package api for the
+// routes).
+func (d *Daemon) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) {
+		d.reply(w, r, http.StatusOK, api.Ping{Version: Version, StateDir: d.dir}, nil)
+	})
+	mux.HandleFunc("GET /v1/networks", func(w http.ResponseWriter, r *http.Request) {
+		out, err := d.Networks()
+		d.reply(w, r, http.StatusOK, out, err)
+	})
+	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
+		var req api.NetworkCreate
+		if !d.decode(w, r, &req) {
+			return
+		}
+		out, err := d.CreateNetwork(req)
+		d.reply(w, r, http.StatusCreated, out, err)
+	})
+	mux.HandleFunc("GET /v1/networks/{name}", func(w http.ResponseWriter, r *http.Request) {
+		out, err := d.Network(r.PathValue("name"))
+		d.reply(w, r, http.StatusOK, out, err)
+	})
+	mux.HandleFunc("PATCH /v1/networks/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var req api.NetworkUpdate
+		if !d.decode(w, r, &req) {
+			return
+		}
+		out, err := d.UpdateNetwork(r.PathValue("name"), req)
+		d.reply(w, r, http.StatusOK, out, err)
+	})
+	mux.HandleFunc("DELETE /v1/networks/{name}", func(w http.ResponseWriter, r *http.Request) {
+		d.reply(w, r, http.StatusNoContent, nil, d.RemoveNetwork(r.PathValue("name")))
+	})
+	mux.HandleFunc("POST /v1/networks/{name}/endpoints", func(w http.ResponseWriter, r *http.Request) {
+		var req api.EndpointCreate
+		if !d.decode(w, r, &req) {
+			return
+		}
+		out, err := d.Connect(r.PathValue("name"), req)
+		d.reply(w, r, http.StatusCreated, out, err)
+	})
+	mux.HandleFunc("DELETE /v1/networks/{name}/endpoints/{netns}", func(w http.ResponseWriter, r *http.Request) {
+		d.reply(w, r, http.StatusNoContent, nil, d.Disconnect(r.PathValue("name"), r.PathValue("netns")))
+	})
+	mux.HandleFunc("POST /v1/networks/{name}/attachments", func(w http.ResponseWriter, r *http.Request) {
+		var req api.AttachmentCreate
+		if !d.decode(w, r, &req) {
+			return
+		}
+		out, err := d.Attach(r.PathValue("name"), req)
+		d.reply(w, r, http.StatusCreated, out, err)
+	})
+	mux.HandleFunc("DELETE /v1/networks/{name}/attachments/{iface}", func(w http.ResponseWriter, r *http.Request) {
+		err := d.Detach(r.PathValue("name"), r.PathValue("iface"), r.URL.Query().Get("netns"))
+		d.reply(w, r, http.StatusNoContent, nil, err)
+	})
+	mux.HandleFunc("PATCH /v1/networks/{name}/ports/{port}", func(w http.ResponseWriter, r *http.Request) {
+		var req api.PortUpdate
+		if !d.decode(w, r, &req) {
+			return
+		}
+		out, err := d.SetPort(r.PathValue("name"), r.PathValue("port"), req)
+		d.reply(w, r, http.StatusOK, out, err)
+	})
+	mux.HandleFunc("GET /v1/networks/{name}/fdb", func(w http.ResponseWriter, r *http.Request) {
+		out, err := d.FDB(r.PathValue("name"))
+		d.reply(w, r, http.StatusOK, out, err)
+	})
+	mux.HandleFunc("DELETE /v1/networks/{name}/fdb", func(w http.ResponseWriter, r *http.Request) {
+		k, err := d.FlushFDB(r.PathValue("name"))
+		d.reply(w, r, http.StatusOK, api.FDBFlushed{Flushed: k}, err)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		d.reply(w, r, 0, nil, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// decode reads a JSON body into v, strictly: one document, no unknown
+// fields. On failure it answers invalid_json and returns false.
+func (d *Daemon) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			d.reply(w, r, 0, nil, api.Errorf(api.CodeInvalidJSON, "request body larger than %d bytes", maxBody))
+		} else {
+			d.reply(w, r, 0, nil, api.Errorf(api.CodeInvalidJSON, "reading request body: %v", err))
+		}
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
+			err = fmt.Errorf("data after the JSON document at offset %d", dec.InputOffset())
+		}
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = errors.New("empty body")
+		}
+		d.reply(w, r, 0, nil, api.Errorf(api.CodeInvalidJSON, "malformed JSON body: %v", err))
+		return false
+	}
+	return true
+}
+
+// reply writes v with status, or err as a coded error.
+func (d *Daemon) reply(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	if err != nil {
+		e := asAPI(err)
+		msg := err.Error() // keeps context added by wrapping
+		status = api.HTTPStatus(e.Code)
+		lvl := d.log.Info
+		if status >= 500 {
+			lvl = d.log.Warn
+		}
+		lvl("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			zap.String("code", e.Code), zap.String("error", msg))
+		v = api.ErrorBody{Error: &api.Error{Code: e.Code, Message: msg}}
+	} else {
+		d.log.Debug("request", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Int("status", status))
+	}
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return
+	}
+	b, merr := json.Marshal(v)
+	if merr != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(api.ErrorBody{Error: &api.Error{Code: api.CodeInternal, Message: merr.Error()}})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

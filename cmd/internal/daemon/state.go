@@ -1,0 +1,231 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/switchyard-net/switchyard/cmd/internal/api"
+	"github.com/switchyard-net/switchyard/ipam"
+)
+
+// stateVersion is the version of the state file's format.
+const stateVersion = 1
+
+// File names in the state dir.
+const (
+	stateFileName = "state.json"
+	ipamFileName  = "ipam.json"
+	lockFileName  = "lock"
+)
+
+// stateFile is the daemon's state file: every network with what is
+// connected to it. The IPAM keeps the leases in its own file.
+type stateFile struct {
+	Version  int                   `json:"version"`
+	Networks map[string]*netRecord `json:"networks"`
+}
+
+// netRecord is a network as persisted.
+type netRecord struct {
+	Name   string `json:"name"`
+	Driver string `json:"driver"`
+	IPAM   string `json:"ipam"`
+	// Subnets is the effective IPAM config (gateways filled in); empty
+	// with IPAM none.
+	Subnets  []ipam.SubnetConfig   `json:"subnets,omitempty"`
+	Aux      map[string]netip.Addr `json:"aux_addresses,omitempty"`
+	Internal bool                  `json:"internal,omitempty"`
+	MTU      int                   `json:"mtu"`
+	// Ageing is the MAC ageing time; 0 means the default, negative never.
+	Ageing     time.Duration `json:"ageing_ns"`
+	MACLimit   int           `json:"mac_limit,omitempty"`
+	GatewayMAC string        `json:"gateway_mac,omitempty"`
+	// GatewayFlags are the gateway port's flags (when it has one).
+	GatewayFlags api.PortFlags `json:"gateway_flags"`
+	Created      time.Time     `json:"created"`
+	// Endpoints by namespace name (= port name).
+	Endpoints map[string]*epRecord `json:"endpoints"`
+	// Attachments by interface name (= port name).
+	Attachments map[string]*attRecord `json:"attachments"`
+}
+
+// hasGateway reports whether the network has a gateway port.
+func (n *netRecord) hasGateway() bool { return n.GatewayMAC != "" }
+
+// epRecord is an endpoint as persisted.
+type epRecord struct {
+	Netns    string         `json:"netns"`
+	Kind     string         `json:"kind"` // veth | tap
+	IfName   string         `json:"ifname"`
+	HostLink string         `json:"host_link,omitempty"` // veth host end
+	MAC      string         `json:"mac"`
+	Addrs    []netip.Prefix `json:"addrs,omitempty"`
+	Gateways []netip.Addr   `json:"gateways,omitempty"`
+	Flags    api.PortFlags  `json:"flags"`
+	// Pending is set while a connect is creating the links: a record
+	// still pending at start is the remains of a crash, cleaned up.
+	Pending bool `json:"pending,omitempty"`
+}
+
+// attRecord is an attached interface as persisted.
+type attRecord struct {
+	Iface string        `json:"iface"`
+	Netns string        `json:"netns,omitempty"`
+	Flags api.PortFlags `json:"flags"`
+	// SetUp and SetPromisc record what attaching changed on the link, to
+	// be undone on detach.
+	SetUp      bool `json:"set_up,omitempty"`
+	SetPromisc bool `json:"set_promisc,omitempty"`
+}
+
+func newState() *stateFile {
+	return &stateFile{Version: stateVersion, Networks: map[string]*netRecord{}}
+}
+
+// clone returns a deep copy of s (through JSON: the state is small).
+func (s *stateFile) clone() *stateFile {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(fmt.Sprintf("daemon: state does not marshal: %v", err))
+	}
+	out := newState()
+	if err := json.Unmarshal(b, out); err != nil {
+		panic(fmt.Sprintf("daemon: state does not unmarshal: %v", err))
+	}
+	return out
+}
+
+func (s *stateFile) encode() ([]byte, error) {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// loadState reads the state file at path. A missing file is an empty
+// state; a file that cannot be parsed is an error naming the path, never a
+// silent reset.
+func loadState(path string) (*stateFile, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return newState(), nil
+	}
+	if err != nil {
+		return nil, api.Errorf(api.CodeInternal, "reading state file %s: %v", path, err)
+	}
+	s, err := decodeState(data)
+	if err != nil {
+		return nil, api.Errorf(api.CodeStateCorrupt, "state file %s is corrupt: %v; fix or move it aside", path, err)
+	}
+	return s, nil
+}
+
+func decodeState(data []byte) (*stateFile, error) {
+	s := newState()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(s); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty file")
+		}
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("data after the JSON document at offset %d", dec.InputOffset())
+	}
+	if s.Version != stateVersion {
+		return nil, fmt.Errorf("version %d, want %d", s.Version, stateVersion)
+	}
+	if s.Networks == nil {
+		s.Networks = map[string]*netRecord{}
+	}
+	for name, n := range s.Networks {
+		if n == nil {
+			return nil, fmt.Errorf("network %q: null entry", name)
+		}
+		if n.Name != name {
+			return nil, fmt.Errorf("network %q: recorded under name %q", name, n.Name)
+		}
+		if err := checkNetworkName(name); err != nil {
+			return nil, fmt.Errorf("network %q: %v", name, err)
+		}
+		if n.Endpoints == nil {
+			n.Endpoints = map[string]*epRecord{}
+		}
+		if n.Attachments == nil {
+			n.Attachments = map[string]*attRecord{}
+		}
+		for k, ep := range n.Endpoints {
+			if ep == nil || ep.Netns != k || (ep.Kind != api.KindVeth && ep.Kind != api.KindTap) || ep.IfName == "" ||
+				(ep.Kind == api.KindVeth && ep.HostLink == "") {
+				return nil, fmt.Errorf("network %q: endpoint %q: incomplete record", name, k)
+			}
+		}
+		for k, at := range n.Attachments {
+			if at == nil || at.Iface != k {
+				return nil, fmt.Errorf("network %q: attachment %q: incomplete record", name, k)
+			}
+		}
+	}
+	return s, nil
+}
+
+// writeFileAtomic writes data to path: a temporary file in the same
+// directory, fsync, rename over path, fsync of the directory.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// removeTemps removes temporary files a crash during a save left behind.
+func removeTemps(dir, base string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), base+".tmp-") {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/switchyard-net/switchyard/cmd/internal/api"
+	"github.com/switchyard-net/switchyard/cmd/internal/daemon"
+)
+
+func newDaemonCmd(socket *string) *cobra.Command {
+	var (
+		config, stateDir, logLevel, metrics string
+	)
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the switch daemon",
+		Long: `daemon runs the switch: it owns the networks and their endpoints, keeps them
+in the state dir, and answers the CLI on the unix socket (mode 0660).
+
+On start it re-adopts the endpoints whose links still exist (forwarding
+resumes) and cleans up the others. SIGTERM or SIGINT stops it; endpoints stay
+and are re-adopted by the next start. --config applies a YAML topology (the
+API's schema: networks: [{name, subnets, ..., endpoints: [{netns, ...}],
+attachments: [{iface, netns}]}]) after that: missing networks, endpoints and
+attachments are created.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if metrics != "" {
+				return errors.New("--metrics is not supported yet")
+			}
+			var lvl zapcore.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return usagef(cmd, "invalid --log-level %q: want debug, info, warn or error", logLevel)
+			}
+			log, err := newLogger(lvl)
+			if err != nil {
+				return err
+			}
+			defer log.Sync()
+			cfg := &daemon.Config{StateDir: stateDir, Socket: *socket, Logger: log}
+			if config != "" {
+				t, err := daemon.LoadTopology(config)
+				if err != nil {
+					return err
+				}
+				cfg.Topology = t
+			}
+			d, err := daemon.New(cfg)
+			if err != nil {
+				return err
+			}
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+			defer signal.Stop(sigs)
+			go func() {
+				s, ok := <-sigs
+				if ok {
+					log.Info("signal received; stopping", zap.String("signal", s.String()))
+					d.Close()
+				}
+			}()
+			err = d.Serve()
+			d.Close()
+			if err != nil {
+				return fmt.Errorf("serving %s: %w", *socket, err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&config, "config", "", "apply this YAML topology at start")
+	f.StringVar(&stateDir, "state-dir", api.DefaultStateDir, "where the state files live")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on ADDR (not supported yet)")
+	return cmd
+}
+
+// newLogger returns a JSON logger on stderr at level lvl.
+func newLogger(lvl zapcore.Level) (*zap.Logger, error) {
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Sampling = nil
+	zc.EncoderConfig.TimeKey = "time"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return zc.Build()
+}
