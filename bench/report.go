@@ -13,6 +13,8 @@ import (
 type Report struct {
 	Duration    string       `json:"duration"`
 	TPacket     string       `json:"tpacket,omitempty"`
+	BusyPoll    string       `json:"busy_poll"`
+	TX          string       `json:"tx"`
 	EndpointCPU int          `json:"endpoint_cpu"`
 	SwitchCPU   int          `json:"switch_cpu"`
 	Tests       []string     `json:"tests"`
@@ -153,6 +155,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		r.Duration, r.EndpointCPU, r.SwitchCPU)
 	if r.TPacket != "" {
 		fmt.Fprintf(w, ", TPACKET_%s", strings.ToUpper(r.TPacket))
+	}
+	if r.TX != "" {
+		fmt.Fprintf(w, ", tx %s, busy-poll %s", r.TX, r.BusyPoll)
 	}
 	fmt.Fprintln(w)
 	failed := func(p *PeerResult, test string) string {

@@ -48,6 +48,7 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 	}
 	rep := &Report{
 		Duration: r.duration.String(), TPacket: r.tpacket,
+		BusyPoll: r.busyPoll.String(), TX: r.tx,
 		EndpointCPU: r.epCPU, SwitchCPU: r.swCPU,
 		Tests: r.tests, Peers: r.peers,
 	}
@@ -196,6 +197,7 @@ func (b *bencher) peerUp(ctx context.Context, peer string, pr *PeerResult) (func
 		if b.r.tpacket != "" {
 			args = append(args, "-tpacket", b.r.tpacket)
 		}
+		args = append(args, "-busy-poll", b.r.busyPoll.String(), "-tx", b.r.tx)
 		sw, err := startProc("switchyard worker", b.worker(b.r.swCPU, args...))
 		if err != nil {
 			return nil, err

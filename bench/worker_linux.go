@@ -49,7 +49,11 @@ func Worker(args []string, stdout io.Writer) error {
 	case "switch":
 		ports := fs.String("ports", "", "comma-separated interfaces to bridge")
 		tpacket := fs.String("tpacket", "", "ring version: v2 or v3 (default: the afpacket default)")
-		run = func(ctx context.Context) error { return switchWorker(ctx, stdout, *ns, *ports, *tpacket) }
+		busy := fs.Duration("busy-poll", 0, "how long ports poll their rings before sleeping")
+		tx := fs.String("tx", "ring", "transmit path: ring or mmsg")
+		run = func(ctx context.Context) error {
+			return switchWorker(ctx, stdout, *ns, *ports, *tpacket, *busy, *tx)
+		}
 	case "gen":
 		var g genConfig
 		fs.StringVar(&g.ifname, "ifname", epIfName, "interface to send on")
@@ -95,7 +99,7 @@ func Worker(args []string, stdout io.Writer) error {
 // switchWorker bridges the named interfaces of namespace ns with
 // switchyard's bridge over AF_PACKET ring ports until ctx ends, then
 // prints the ports' counters.
-func switchWorker(ctx context.Context, stdout io.Writer, ns, ports, tpacket string) error {
+func switchWorker(ctx context.Context, stdout io.Writer, ns, ports, tpacket string, busy time.Duration, tx string) error {
 	names := strings.Split(ports, ",")
 	if ports == "" || len(names) < 2 {
 		return errors.New("-ports: give at least two interfaces")
@@ -109,6 +113,14 @@ func switchWorker(ctx context.Context, stdout io.Writer, ns, ports, tpacket stri
 		cfg.Version = afpacket.TPacketV3
 	default:
 		return fmt.Errorf("-tpacket %q: want v2 or v3", tpacket)
+	}
+	cfg.BusyPoll = busy
+	switch tx {
+	case "ring":
+	case "mmsg":
+		cfg.TxMode = afpacket.TxSendmmsg
+	default:
+		return fmt.Errorf("-tx %q: want ring or mmsg", tx)
 	}
 	var opened []*afpacket.Port
 	err := netns.Do(ns, func() error {

@@ -23,6 +23,8 @@ func newBenchCmd() *cobra.Command {
 		tests    []string
 		peers    []string
 		tpacket  string
+		busyPoll time.Duration
+		tx       string
 		asJSON   bool
 		verbose  bool
 	)
@@ -45,11 +47,16 @@ creates is removed at the end, also on error and on SIGINT/SIGTERM.`,
 			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if busyPoll == 0 {
+				busyPoll = -1
+			}
 			cfg := &bench.Config{
 				Duration: duration,
 				Tests:    benchSplitList(tests),
 				Peers:    benchSplitList(peers),
 				TPacket:  tpacket,
+				BusyPoll: busyPoll,
+				TX:       tx,
 			}
 			if verbose {
 				cfg.Logf = func(format string, args ...any) {
@@ -76,7 +83,9 @@ creates is removed at the end, also on error and on SIGINT/SIGTERM.`,
 	f.DurationVar(&duration, "duration", bench.DefaultDuration, "how long each test runs against each peer")
 	f.StringSliceVar(&tests, "tests", bench.AllTests, "tests to run: "+strings.Join(bench.AllTests, ","))
 	f.StringSliceVar(&peers, "peers", bench.DefaultPeers, "peers to measure: "+strings.Join(bench.AllPeers, ","))
-	f.StringVar(&tpacket, "tpacket", "", "ring version for switchyard's ports: v2 or v3 (default: v3)")
+	f.StringVar(&tpacket, "tpacket", "", "RX ring version for switchyard's ports: v2 or v3 (default: v2)")
+	f.DurationVar(&busyPoll, "busy-poll", bench.DefaultBusyPoll, "how long switchyard's ports poll their rings before sleeping (0: never poll)")
+	f.StringVar(&tx, "tx", "ring", "switchyard's transmit path: ring (TX ring) or mmsg (sendmmsg from the RX views)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print each step on stderr")
 	return cmd

@@ -25,7 +25,11 @@ var ErrUnsupported = errors.New("afpacket: AF_PACKET rings are only supported on
 type Version int
 
 const (
-	// VersionDefault is TPACKET_V3.
+	// VersionDefault is TPACKET_V2 for the RX ring. TPACKET_V3 wakes the
+	// reader only when a block retires, and the kernel's retire timer
+	// has a 1 ms floor: every lone frame (a ping, a request, an ACK on an
+	// idle flow) would wait up to 1 ms at each hop. Measured here through
+	// the switch: UDP round trip p50 999 us with V3, 55-130 us with V2.
 	VersionDefault Version = 0
 	// TPacketV2 rings have one fixed-size slot per frame and wake the
 	// reader per frame: lowest latency, but every slot must hold a 64 KiB
@@ -41,8 +45,10 @@ func (v Version) String() string {
 	switch v {
 	case TPacketV2:
 		return "TPACKET_V2"
-	case TPacketV3, VersionDefault:
+	case TPacketV3:
 		return "TPACKET_V3"
+	case VersionDefault:
+		return "TPACKET_V2"
 	}
 	return "TPACKET_?"
 }
@@ -50,7 +56,7 @@ func (v Version) String() string {
 // Config tunes a Port. The zero value (or a nil *Config) means defaults.
 // Sizes are in bytes; block sizes must be multiples of the page size.
 type Config struct {
-	// Version is the ring format; default TPACKET_V3.
+	// Version is the ring format; default TPACKET_V2 (see VersionDefault).
 	Version Version
 
 	// RxBlockSize and RxBlockCount size the V3 RX ring. A block must
@@ -83,12 +89,27 @@ type Config struct {
 	// BatchSize is the most frames one Read returns; default 64.
 	BatchSize int
 
+	// TxMode is how frames are transmitted; default TxRing.
+	TxMode TxMode
+
 	// BusyPoll is how long Read keeps checking the ring before it sleeps
 	// in poll(2) when the ring is empty. Zero (the default) sleeps at
 	// once. On a CPU the switch has to itself, a few tens of microseconds
 	// save the wakeup on every frame of a request/response exchange.
 	BusyPoll time.Duration
 }
+
+// TxMode selects the transmit path.
+type TxMode int
+
+const (
+	// TxRing copies each frame into a slot of the mmap'd TX ring and
+	// flushes a batch with one sendto.
+	TxRing TxMode = iota
+	// TxSendmmsg sends a batch with one sendmmsg straight from the
+	// callers' buffers: no copy in user space, one in the kernel.
+	TxSendmmsg
+)
 
 // Defaults.
 const (

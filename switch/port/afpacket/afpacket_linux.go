@@ -108,10 +108,11 @@ type Port struct {
 	tx        ringGeom
 	txBase    int // offset of the TX ring in mem
 	txHead    int
-	txStatus  int   // offset of tp_status in a TX slot
-	txLenOff  int   // offset of tp_len in a TX slot
-	txMaxData int   // largest frame a TX slot takes
-	txIdx     []int // frames index of each slot queued in this round
+	txStatus  int     // offset of tp_status in a TX slot
+	txLenOff  int     // offset of tp_len in a TX slot
+	txMaxData int     // largest frame a TX slot takes
+	txIdx     []int   // frames index of each slot queued in this round
+	mmsg      *mmsgTx // non-nil: transmit with sendmmsg instead of the TX ring
 
 	statMu sync.Mutex // serialises PACKET_STATISTICS reads (they reset)
 	ctr    port.Counters
@@ -172,9 +173,9 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 	}
 	p := &Port{name: ifname, batch: c.BatchSize, fd: -1, efd: -1, vnet: !c.DisableVNetHdr, busyPoll: c.BusyPoll}
 	switch c.Version {
-	case VersionDefault, TPacketV3:
+	case TPacketV3:
 		p.v3, p.hdr = true, tp3HdrLen
-	case TPacketV2:
+	case VersionDefault, TPacketV2:
 		p.hdr = tp2HdrLen
 	default:
 		return nil, fmt.Errorf("unknown ring version %d", c.Version)
@@ -287,12 +288,22 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 	if nf <= 0 {
 		nf = c.BatchSize
 	}
-	p.tx = frameRing(fs, nf)
-	if err := setFrameRing(p.fd, unix.PACKET_TX_RING, p.tx, p.v3); err != nil {
-		return nil, err
+	if c.TxMode == TxSendmmsg {
+		// No TX ring: with one, the kernel sends every sendmsg from the
+		// ring and ignores the message's own data.
+		p.mmsg = newMmsgTx(p.batch)
+		p.txMaxData = maxFrame
+		// Room for a batch of GSO super-frames in flight to receivers
+		// that have not taken them yet.
+		_ = unix.SetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20)
+	} else {
+		p.tx = frameRing(fs, nf)
+		if err := setFrameRing(p.fd, unix.PACKET_TX_RING, p.tx, p.v3); err != nil {
+			return nil, err
+		}
+		p.txMaxData = p.tx.frameSize - p.hdr - p.vlen
+		p.txIdx = make([]int, p.tx.frameNr)
 	}
-	p.txMaxData = p.tx.frameSize - p.hdr - p.vlen
-	p.txIdx = make([]int, p.tx.frameNr)
 	p.txStatus, p.txLenOff = v2Status, v2Len
 	if p.v3 {
 		p.txStatus, p.txLenOff = v3Status, v3Len
@@ -736,6 +747,15 @@ func (p *Port) Write(frames []port.Frame) (int, error) {
 	defer p.leave()
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
+
+	if p.mmsg != nil {
+		sent, bytes, dropped, errs, err := p.writeMmsgLocked(frames)
+		p.ctr.TxFrames.Add(uint64(sent))
+		p.ctr.TxBytes.Add(uint64(bytes))
+		p.ctr.TxDropped.Add(uint64(dropped))
+		p.ctr.TxErrors.Add(uint64(errs))
+		return sent, err
+	}
 
 	var res txResult
 	var err error
