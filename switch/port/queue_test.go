@@ -15,7 +15,7 @@ func TestQueue(t *testing.T) {
 	}
 	n, ok := q.Get(frames)
 	if !ok || n != 3 || string(frames[0].Data) != "a" || string(frames[2].Data) != "ccc" {
-		t.Fatalf("Get = %d %v %q", n, ok, frames[:n])
+		t.Fatalf("Get = %d %v %q", n, ok, frames[0].Data)
 	}
 	// The views of the last Get stay reserved: only one slot is free.
 	if n, _ := q.Put([]Frame{{Data: []byte("d")}, {Data: []byte("e")}}); n != 1 {
