@@ -105,7 +105,12 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 	if !ok {
 		return 0, port.ErrClosed
 	}
+	var b uint64
+	for _, f := range frames[:n] {
+		b += uint64(len(f.Data))
+	}
 	p.ctr.RxFrames.Add(uint64(n))
+	p.ctr.RxBytes.Add(b)
 	return n, nil
 }
 
