@@ -89,6 +89,7 @@ type Port struct {
 	rxLeft   int           // V3: packets left in block rxHead
 	rxOff    int           // V3: offset of the next packet in block rxHead
 	rxDown   bool          // the link went down; poll with a timeout to notice deletion
+	viewsOut bool          // the last Read handed out views; Close must not unmap
 	busyPoll time.Duration // Config.BusyPoll
 	// epf is an epoll instance watching fd and efd, made non-blocking and
 	// handed to Go's netpoller: Read parks its goroutine on it instead of
@@ -381,10 +382,18 @@ func setFrameRing(fd, opt int, g ringGeom, v3 bool) error {
 
 // release frees what open or Close acquired.
 func (p *Port) release() {
+	p.unmap()
+	p.closeFDs()
+}
+
+func (p *Port) unmap() {
 	if p.mem != nil {
 		_ = unmapRings(p.mem)
 		p.mem = nil
 	}
+}
+
+func (p *Port) closeFDs() {
 	if p.fd >= 0 {
 		_ = unix.Close(p.fd)
 		p.fd = -1
@@ -448,8 +457,24 @@ func (p *Port) Close() error {
 	p.life.Lock()
 	defer p.life.Unlock()
 	p.foldKernelStats()
+	if p.viewsOut {
+		// The reader still holds views into the RX ring from its last
+		// Read (the bridge may be forwarding them right now). The
+		// mapping outlives the socket; the reader's next Read unmaps it.
+		p.closeFDs()
+		return nil
+	}
 	p.release()
 	return nil
+}
+
+// finishClose unmaps the rings once the reader is done with its views: it
+// runs in the reader's Read after Close.
+func (p *Port) finishClose() {
+	p.life.Lock()
+	defer p.life.Unlock()
+	p.viewsOut = false
+	p.unmap()
 }
 
 // Stats returns the port's counters, with the kernel's ring drops folded in.
@@ -495,9 +520,11 @@ func (p *Port) errLinkGone(op string) error {
 // behind the previous batch goes back to the kernel when Read is called.
 func (p *Port) Read(frames []port.Frame) (int, error) {
 	if !p.enter() {
+		p.finishClose()
 		return 0, port.ErrClosed
 	}
 	defer p.leave()
+	p.viewsOut = false
 	if len(frames) > p.batch {
 		frames = frames[:p.batch]
 	}
@@ -517,6 +544,7 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 			p.ctr.RxErrors.Add(uint64(bad))
 		}
 		if n > 0 {
+			p.viewsOut = true
 			p.rxDown = false
 			p.ctr.RxFrames.Add(uint64(n))
 			p.ctr.RxBytes.Add(uint64(bytes))
