@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -24,12 +26,70 @@ const (
 )
 
 // AllTests and DefaultPeers are what a run measures when Config leaves the
-// lists empty.
+// lists empty. DefaultPeers is set when the program starts: the kernel
+// bridge and switchyard, and Open vSwitch when OVSInstalled.
 var (
 	AllTests     = []string{TestTCP, TestPPS, TestRR}
 	AllPeers     = []string{PeerKernel, PeerSwitchyard, PeerOVS}
-	DefaultPeers = []string{PeerKernel, PeerSwitchyard}
+	DefaultPeers = defaultPeers()
 )
+
+// defaultPeers is kernel and switchyard, and ovs when it is installed.
+func defaultPeers() []string {
+	peers := []string{PeerKernel, PeerSwitchyard}
+	if OVSInstalled() == nil {
+		peers = append(peers, PeerOVS)
+	}
+	return peers
+}
+
+// ovsTools are the Open vSwitch programs the ovs peer runs.
+var ovsTools = []string{"ovs-vswitchd", "ovsdb-server", "ovsdb-tool", "ovs-vsctl"}
+
+// OVSInstalled reports, as a nil error, whether the Open vSwitch programs
+// and database schema the ovs peer needs are installed; otherwise the error
+// says what is missing.
+func OVSInstalled() error {
+	for _, t := range ovsTools {
+		if _, err := ovsFind(t); err != nil {
+			return err
+		}
+	}
+	_, err := ovsSchema()
+	return err
+}
+
+// ovsFind looks name up in PATH and then in the sbin and bin directories
+// Debian and a source build install Open vSwitch in, which a non-root PATH
+// may lack.
+func ovsFind(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s is not installed (apt-get install openvswitch-switch)", name)
+}
+
+// ovsSchema finds the Open_vSwitch database schema, vswitch.ovsschema.
+func ovsSchema() (string, error) {
+	var dirs []string
+	if d := os.Getenv("OVS_PKGDATADIR"); d != "" {
+		dirs = append(dirs, d)
+	}
+	dirs = append(dirs, "/usr/share/openvswitch", "/usr/local/share/openvswitch")
+	for _, d := range dirs {
+		p := filepath.Join(d, "vswitch.ovsschema")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("the Open vSwitch schema vswitch.ovsschema is not in %s (apt-get install openvswitch-common)", strings.Join(dirs, " or "))
+}
 
 // WorkerNames are the workers Worker runs.
 var WorkerNames = []string{"switch", "gen", "udp-server", "udp-client"}

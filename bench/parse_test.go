@@ -284,3 +284,44 @@ func TestReport(t *testing.T) {
 		t.Errorf("JSON report:\n%s", sb.String())
 	}
 }
+
+func TestReportOVS(t *testing.T) {
+	rep := &Report{
+		Duration: "5s", Tests: []string{TestPPS}, Peers: AllPeers, SwitchCPU: 1,
+		Results: []PeerResult{
+			{Peer: PeerKernel, PPS: &PPSResult{RxPPS: 400e3, OfferedPPS: 400e3}},
+			{Peer: PeerSwitchyard, PPS: &PPSResult{RxPPS: 600e3, OfferedPPS: 1.2e6}},
+			{Peer: PeerOVS, PPS: &PPSResult{RxPPS: 200e3, OfferedPPS: 1.2e6}},
+		},
+	}
+	rep.computeRatios()
+	want := []Ratio{
+		{MetricRxPPS, PeerSwitchyard, PeerKernel, 1.5},
+		{MetricRxPPS, PeerOVS, PeerKernel, 0.5},
+		{MetricRxPPS, PeerSwitchyard, PeerOVS, 3},
+	}
+	if diff := cmp.Diff(want, rep.Ratios, cmpopts.EquateApprox(1e-9, 0)); diff != "" {
+		t.Errorf("ratios (-want +got):\n%s", diff)
+	}
+	var sb strings.Builder
+	if err := rep.WriteTable(&sb); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"switchyard/kernel  1.50", "ovs/kernel         0.50", "switchyard/ovs     3.00"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, sb.String())
+		}
+	}
+}
+
+func TestDefaultPeers(t *testing.T) {
+	want := []string{PeerKernel, PeerSwitchyard}
+	if err := OVSInstalled(); err == nil {
+		want = append(want, PeerOVS)
+	} else {
+		t.Logf("Open vSwitch not installed, so not a default peer: %v", err)
+	}
+	if diff := cmp.Diff(want, DefaultPeers); diff != "" {
+		t.Errorf("DefaultPeers (-want +got):\n%s", diff)
+	}
+}

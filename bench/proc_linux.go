@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -33,9 +34,17 @@ type proc struct {
 // terminal's ^C reaches only the harness, which then stops it in order; and
 // it is killed if the harness dies.
 func startProc(name string, argv []string) (*proc, error) {
+	return startProcEnv(name, argv, nil)
+}
+
+// startProcEnv is startProc with env added to the harness's environment.
+func startProcEnv(name string, argv, env []string) (*proc, error) {
 	p := &proc{name: name, lines: make(chan string, 64), done: make(chan struct{})}
 	p.errOut.max = 4 << 10
 	p.cmd = exec.Command(argv[0], argv[1:]...)
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.errOut}
 	stdout, err := p.cmd.StdoutPipe()
@@ -138,6 +147,16 @@ func (p *proc) wait(ctx context.Context, timeout time.Duration) error {
 	case <-ctx.Done():
 		p.stop(time.Second)
 		return ctx.Err()
+	}
+}
+
+// running reports whether the process has not exited yet.
+func (p *proc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
 	}
 }
 

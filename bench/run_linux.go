@@ -72,12 +72,10 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 			break
 		}
 		if peer == PeerOVS {
-			if _, lerr := exec.LookPath("ovs-vswitchd"); lerr != nil {
-				rep.Notes = append(rep.Notes, "ovs: ovs-vswitchd is not installed, skipped (apt-get install openvswitch-switch)")
-			} else {
-				rep.Notes = append(rep.Notes, "ovs: the Open vSwitch peer is not implemented yet, skipped")
+			if oerr := OVSInstalled(); oerr != nil {
+				rep.Notes = append(rep.Notes, "ovs: skipped: "+oerr.Error())
+				continue
 			}
-			continue
 		}
 		pr := b.measure(ctx, peer)
 		if peer == PeerKernel && pr.PPS != nil && pr.PPS.RxPPS >= 0.9*pr.PPS.OfferedPPS {
@@ -86,6 +84,7 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 		}
 		rep.Results = append(rep.Results, pr)
 	}
+	rep.Notes = append(rep.Notes, b.notes...)
 	rep.computeRatios()
 	if ctx.Err() != nil {
 		return rep, fmt.Errorf("bench: interrupted: %w", ctx.Err())
@@ -117,8 +116,9 @@ func preflight(r resolved) error {
 }
 
 type bencher struct {
-	r resolved
-	t *topology
+	r     resolved
+	t     *topology
+	notes []string // for the report, from the peers
 }
 
 // pinned prefixes argv with taskset for cpu, run inside namespace ns when
@@ -213,6 +213,8 @@ func (b *bencher) peerUp(ctx context.Context, peer string, pr *PeerResult) (func
 			}
 			return err
 		}, nil
+	case PeerOVS:
+		return b.ovsUp(ctx)
 	}
 	return nil, fmt.Errorf("bench: peer %q not supported", peer)
 }

@@ -34,8 +34,16 @@ func newBenchCmd() *cobra.Command {
 		Long: `bench builds namespaces A and B, each with a veth to a switch namespace S,
 and measures every peer forwarding between them in one run: single-stream TCP
 (iperf3), 64-byte frames per second arriving at B from a generator in A, and
-UDP request/response latency. Endpoint tools run on CPU 0, switchyard on CPU 1.
-Figures are reported side by side and as ratios to the kernel bridge.
+UDP request/response latency. Endpoint tools run on CPU 0, the switch
+(switchyard, or ovs-vswitchd) on CPU 1. Figures are reported side by side and
+as ratios to the kernel bridge, and switchyard's to Open vSwitch's.
+
+The peers are kernel (the kernel bridge), switchyard, and ovs: Open vSwitch's
+userspace datapath with its ports over AF_PACKET, run as a private
+ovsdb-server and ovs-vswitchd in the switch namespace with their own database
+and sockets in a temporary directory (the system's Open vSwitch service is not
+used or touched). ovs is a default peer only when ovs-vswitchd is installed
+(apt-get install openvswitch-switch).
 
 Needs root, iproute2, taskset and (for the tcp test) iperf3. Everything it
 creates is removed at the end, also on error and on SIGINT/SIGTERM.`,
@@ -82,7 +90,7 @@ creates is removed at the end, also on error and on SIGINT/SIGTERM.`,
 	f := cmd.Flags()
 	f.DurationVar(&duration, "duration", bench.DefaultDuration, "how long each test runs against each peer")
 	f.StringSliceVar(&tests, "tests", bench.AllTests, "tests to run: "+strings.Join(bench.AllTests, ","))
-	f.StringSliceVar(&peers, "peers", bench.DefaultPeers, "peers to measure: "+strings.Join(bench.AllPeers, ","))
+	f.StringSliceVar(&peers, "peers", bench.DefaultPeers, "peers to measure: "+strings.Join(bench.AllPeers, ",")+"; ovs is a default only when installed")
 	f.StringVar(&tpacket, "tpacket", "", "RX ring version for switchyard's ports: v2 or v3 (default: v2)")
 	f.DurationVar(&busyPoll, "busy-poll", bench.DefaultBusyPoll, "how long switchyard's ports poll their rings before sleeping (0: never poll)")
 	f.StringVar(&tx, "tx", "ring", "switchyard's transmit path: ring (TX ring) or mmsg (sendmmsg from the RX views)")
