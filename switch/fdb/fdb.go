@@ -91,6 +91,7 @@ type Table struct {
 	nMoves     atomic.Uint64
 	nLimitHits atomic.Uint64
 	nAged      atomic.Uint64
+	lastSweep  atomic.Int64 // clock of the last sweep forced by a limit
 }
 
 // Stats are a table's counters.
@@ -194,14 +195,39 @@ func (t *Table) Learn(m MAC, port int, now int64) Result {
 	s.mu.RLock()
 	e := s.m[m]
 	if e != nil && !e.static && int(e.port.Load()) == port && !t.expired(e, now) {
-		if now-e.seen.Load() >= refreshEvery {
+		if now-e.seen.Load() >= t.refreshEvery() {
 			e.seen.Store(now)
 		}
 		s.mu.RUnlock()
 		return Refreshed
 	}
 	s.mu.RUnlock()
-	return t.learnSlow(s, m, port, now)
+	r := t.learnSlow(s, m, port, now)
+	if r == Limited && t.sweepExpired(now) > 0 {
+		// Entries past their age still counted against the limit: the
+		// sweeper had not come by yet.
+		r = t.learnSlow(s, m, port, now)
+	}
+	return r
+}
+
+// refreshEvery is how often a hot entry's timestamp is written: at most
+// once a second, and often enough for short ageing times.
+func (t *Table) refreshEvery() int64 {
+	if a := t.ageing.Load(); a > 0 && a/4 < refreshEvery {
+		return a / 4
+	}
+	return refreshEvery
+}
+
+// sweepExpired ages the table when a limit was hit, at most once a second
+// (a full table of live entries would otherwise be swept on every frame).
+func (t *Table) sweepExpired(now int64) int {
+	last := t.lastSweep.Load()
+	if now-last < int64(time.Second) || !t.lastSweep.CompareAndSwap(last, now) {
+		return 0
+	}
+	return t.Age(now)
 }
 
 func (t *Table) learnSlow(s *shard, m MAC, port int, now int64) Result {
@@ -217,6 +243,9 @@ func (t *Table) learnSlow(s *shard, m MAC, port int, now int64) Result {
 	case e != nil:
 		// A move: the entry keeps counting globally, per port it changes hands.
 		if !t.takePortSlot(port) {
+			// The new port is full. The old entry is wrong now: drop it,
+			// so the host's frames are flooded, not sent where it was.
+			t.removeLocked(s, m, e)
 			t.nLimitHits.Add(1)
 			return Limited
 		}

@@ -86,7 +86,9 @@ func TestLearnLookup(t *testing.T) {
 			name:    "per-port limit",
 			cfg:     &Config{PortLimit: 1},
 			steps:   []step{{macA, 1, 0, Learned}, {macB, 1, 0, Limited}, {macC, 2, 0, Learned}, {macA, 2, 0, Limited}},
-			lookups: map[MAC]int{macA: 1, macB: -1, macC: 2},
+			// A refused move drops the stale entry: macA is flooded, not
+			// sent to port 1 where it no longer is.
+			lookups: map[MAC]int{macA: -1, macB: -1, macC: 2},
 		},
 		{
 			name:    "never ages with negative ageing",
@@ -256,5 +258,34 @@ func BenchmarkLearnKnown(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		tb.Learn(macA, 1, 0)
+	}
+}
+
+func TestExpiredEntriesFreeTheLimit(t *testing.T) {
+	tb := New(&Config{Ageing: 10 * time.Second, Limit: 1})
+	tb.Learn(macA, 1, 0)
+	// macA has expired but no sweeper has run: it must not block macB.
+	if r := tb.Learn(macB, 2, 11*sec); r != Learned {
+		t.Fatalf("Learn with only an expired entry in the table = %v, want Learned", r)
+	}
+	if p, ok := tb.Lookup(macB, 11*sec); !ok || p != 2 {
+		t.Errorf("Lookup(macB) = %d, %v", p, ok)
+	}
+	// A table full of live entries is not swept again within a second.
+	if r := tb.Learn(macC, 3, 11*sec+1); r != Limited {
+		t.Errorf("Learn over a live full table = %v, want Limited", r)
+	}
+}
+
+func TestShortAgeingRefreshes(t *testing.T) {
+	tb := New(&Config{Ageing: 400 * time.Millisecond})
+	tb.Learn(macA, 1, 0)
+	ms := int64(time.Millisecond)
+	// Traffic every 150 ms keeps an entry with a 400 ms ageing time alive.
+	for now := 150 * ms; now <= 3000*ms; now += 150 * ms {
+		tb.Learn(macA, 1, now)
+		if _, ok := tb.Lookup(macA, now+100*ms); !ok {
+			t.Fatalf("active entry expired at %d ms", (now+100*ms)/ms)
+		}
 	}
 }

@@ -44,6 +44,9 @@ func FuzzTable(f *testing.F) {
 				case r == Learned || r == Moved:
 					model[m] = ent{port: b, seen: now}
 				case r == Limited:
+					if had {
+						delete(model, m) // a refused move drops the stale entry
+					}
 				default:
 					t.Fatalf("Learn(%s, %d) = %v, model had=%v %+v", FormatMAC(m), b, r, had, e)
 				}
