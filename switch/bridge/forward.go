@@ -65,8 +65,9 @@ type staging struct {
 	used    int            // bytes of arena in use
 	segs    [][]byte       // scratch for Segment's output
 	out     [][]port.Frame // by egress port id
-	flooded []uint32       // by egress port id: how many of out[id] are flood copies
+	flooded [][]bool       // by egress port id: whether out[id][i] is a flood copy
 	touched []int          // ids with frames staged, in first-touch order
+	parsed  frame.Parsed   // scratch for finish
 }
 
 func (s *staging) reset(ports, batch int) {
@@ -74,13 +75,14 @@ func (s *staging) reset(ports, batch int) {
 		out := make([][]port.Frame, ports)
 		copy(out, s.out)
 		s.out = out
-		fl := make([]uint32, ports)
+		fl := make([][]bool, ports)
 		copy(fl, s.flooded)
 		s.flooded = fl
 	}
 	for i := 0; i < ports; i++ {
 		if cap(s.out[i]) < batch {
 			s.out[i] = make([]port.Frame, 0, batch)
+			s.flooded[i] = make([]bool, 0, batch)
 		}
 	}
 	s.touched = s.touched[:0]
@@ -122,14 +124,15 @@ func (s *staging) finish(out *bport, f *port.Frame, flood bool) bool {
 		s.stage(out, &port.Frame{Data: c}, flood)
 		return true
 	}
-	hdr := int(f.VNet.HdrLen)
-	if hdr <= 0 || hdr > len(f.Data) {
-		hdr = min(len(f.Data), 14+60+60) // Ethernet + the largest IP and TCP headers
-	}
-	seg := hdr + int(f.VNet.GSOSize)
-	if f.VNet.GSOSize == 0 {
+	// The headers end where the transport payload starts. The vnet
+	// header's HdrLen is no guide: the kernel sets it to the linear part
+	// of the skb, which may hold payload too.
+	s.parsed.Decode(f.Data)
+	hdr := s.parsed.PayloadOff
+	if s.parsed.Reason != frame.OK || hdr <= 0 || hdr >= len(f.Data) || f.VNet.GSOSize == 0 {
 		return false
 	}
+	seg := hdr + int(f.VNet.GSOSize)
 	n := (len(f.Data) - hdr + int(f.VNet.GSOSize) - 1) / int(f.VNet.GSOSize)
 	if n > len(s.segs) {
 		s.segs = make([][]byte, n)
@@ -163,16 +166,11 @@ func (s *staging) stage(out *bport, f *port.Frame, flood bool) {
 	q := s.out[out.id]
 	if len(q) == 0 {
 		s.touched = append(s.touched, out.id)
-		s.flooded[out.id] = 0
 	}
-	if len(q) == cap(q) {
-		// Segments can outnumber the batch; grow once, keep the room.
-		q = append(make([]port.Frame, 0, 2*cap(q)+1), q...)
-	}
+	// Segments can outnumber the batch; append grows the slices once
+	// and the room is kept.
 	s.out[out.id] = append(q, *f)
-	if flood {
-		s.flooded[out.id]++
-	}
+	s.flooded[out.id] = append(s.flooded[out.id], flood)
 }
 
 type floodKind uint8
@@ -289,9 +287,13 @@ func (b *Bridge) flush(set *portSet, st *staging) {
 		}
 		out.c.txFrames.Add(uint64(n))
 		out.c.txBytes.Add(bytes)
-		fl := uint64(st.flooded[id])
-		if fl > uint64(n) {
-			fl = uint64(n)
+		// A port takes a prefix of the batch in practice; count the
+		// flood copies among the frames it took.
+		var fl uint64
+		for _, f := range st.flooded[id][:n] {
+			if f {
+				fl++
+			}
 		}
 		out.c.txFlooded.Add(fl)
 		out.c.txUnicast.Add(uint64(n) - fl)
@@ -304,5 +306,6 @@ func (b *Bridge) flush(set *portSet, st *staging) {
 		}
 		clear(q) // drop references to the ingress port's memory
 		st.out[id] = q[:0]
+		st.flooded[id] = st.flooded[id][:0]
 	}
 }

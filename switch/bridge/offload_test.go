@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -18,6 +19,15 @@ import (
 // checksum to a port that takes offloads (it gets the frame as it is) and
 // to one that does not (it gets finished segments that verify).
 func TestOffloadFallback(t *testing.T) {
+	// HdrLen as the kernel fills it: the headers, or the whole linear
+	// part of the skb (payload included), which must not confuse the
+	// segment count.
+	for _, hdrLen := range []int{54, 4054} {
+		t.Run(fmt.Sprintf("HdrLen=%d", hdrLen), func(t *testing.T) { testOffloadFallback(t, uint16(hdrLen)) })
+	}
+}
+
+func testOffloadFallback(t *testing.T, hdrLen uint16) {
 	checkGoroutines(t)
 	br := New(&Config{SweepInterval: -1})
 	defer br.Close()
@@ -49,7 +59,7 @@ func TestOffloadFallback(t *testing.T) {
 	// Turn it into what a local sender hands over: pseudo-header seed only.
 	seed := frame.PseudoHeaderSum(frame.ProtoTCP, src, dst, len(super)-34)
 	binary.BigEndian.PutUint16(super[34+16:], seed)
-	vnet := frame.VNetHdr{Flags: frame.VNetNeedsCsum, GSOType: frame.GSOTCPv4, HdrLen: 54, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}
+	vnet := frame.VNetHdr{Flags: frame.VNetNeedsCsum, GSOType: frame.GSOTCPv4, HdrLen: hdrLen, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}
 
 	if n, _ := inHost.Write([]port.Frame{{Data: super, VNet: vnet}}); n != 1 {
 		t.Fatal("could not inject the super-frame")
