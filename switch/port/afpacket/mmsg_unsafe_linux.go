@@ -59,10 +59,17 @@ func (p *Port) writeMmsgLocked(frames []port.Frame) (sent, bytes, dropped, errs 
 		}
 		done := 0
 		for done < q {
+			// MSG_DONTWAIT: a receiver slow to free its skbs fills our
+			// send buffer; waiting for it here, under txMu, would stall
+			// every port forwarding to this one. Drop and count instead.
 			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(p.fd),
-				uintptr(unsafe.Pointer(&m.hdrs[done])), uintptr(q-done), 0, 0, 0)
+				uintptr(unsafe.Pointer(&m.hdrs[done])), uintptr(q-done), unix.MSG_DONTWAIT, 0, 0)
 			if errno == unix.EINTR {
 				continue
+			}
+			if errno == unix.EAGAIN || errno == unix.ENOBUFS {
+				dropped += q - done
+				break
 			}
 			if errno != 0 {
 				// The message at done failed: count it and go on with
