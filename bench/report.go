@@ -21,7 +21,11 @@ type Report struct {
 	Peers       []string     `json:"peers"`
 	Results     []PeerResult `json:"results"`
 	Ratios      []Ratio      `json:"ratios,omitempty"`
-	Notes       []string     `json:"notes,omitempty"`
+	// RRFloor is the request/response test over a direct veth between A
+	// and B with the server on the switch's CPU: what crossing CPUs costs
+	// with no switch at all.
+	RRFloor *RRResult `json:"rr_floor,omitempty"`
+	Notes   []string  `json:"notes,omitempty"`
 }
 
 // PeerResult holds one peer's figures. A test that could not run has no

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -83,6 +84,16 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 				"so its 64-byte figure is what the generator and bridge manage together on one CPU")
 		}
 		rep.Results = append(rep.Results, pr)
+	}
+	if slices.Contains(r.tests, TestRR) && ctx.Err() == nil {
+		if f, ferr := b.rrFloor(ctx); ferr != nil {
+			rep.Notes = append(rep.Notes, "cross-CPU floor: not measured: "+ferr.Error())
+		} else {
+			rep.RRFloor = f
+			rep.Notes = append(rep.Notes, fmt.Sprintf("cross-CPU floor: the same round trip over a direct veth A-B with no switch, "+
+				"server on CPU %d: p50 %.1f us, p90 %.1f us; any switch on another CPU than the endpoints pays at least this",
+				r.swCPU, f.P50, f.P90))
+		}
 	}
 	rep.Notes = append(rep.Notes, b.notes...)
 	rep.computeRatios()
@@ -414,9 +425,15 @@ func (b *bencher) pps(ctx context.Context) (*PPSResult, error) {
 
 // rr runs the UDP echo server in B and the one-in-flight client in A.
 func (b *bencher) rr(ctx context.Context) (*RRResult, error) {
+	return b.rrTo(ctx, addrB.Addr(), b.r.epCPU)
+}
+
+// rrTo runs the request/response test from A to server in B, the server
+// pinned to serverCPU.
+func (b *bencher) rrTo(ctx context.Context, server netip.Addr, serverCPU int) (*RRResult, error) {
 	d := b.r.duration
-	ap := netip.AddrPortFrom(addrB.Addr(), rrPort).String()
-	srv, err := startProc("udp server", b.worker(b.r.epCPU, "udp-server", "-netns", b.t.B,
+	ap := netip.AddrPortFrom(server, rrPort).String()
+	srv, err := startProc("udp server", b.worker(serverCPU, "udp-server", "-netns", b.t.B,
 		"-listen", ap, "-timeout", (d+2*slack).String()))
 	if err != nil {
 		return nil, err
