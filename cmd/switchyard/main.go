@@ -128,6 +128,8 @@ unix socket, the way 'docker network' talks to dockerd.`,
 		newNetworkCmd(client),
 		newPortCmd(client),
 		newFDBCmd(client),
+		newNATCmd(),
+		newCaptureCmd(),
 		newBenchCmd(),
 		newBenchWorkerCmd(),
 	)

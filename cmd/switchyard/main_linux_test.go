@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -309,6 +310,10 @@ func TestCLIBadInput(t *testing.T) {
 		{[]string{"port", "set", "net1", x}, 2, "nothing to set"},
 		{[]string{"port", "set", "net1", "noport", "--hairpin", "on"}, 1, `port "noport" not found`},
 		{[]string{"fdb", "nonet"}, 1, `network "nonet" not found`},
+		{[]string{"nat", "net1"}, 1, "nat: not supported yet (connection tracking arrives with uplinks and published ports)"},
+		{[]string{"nat"}, 2, "takes 1 argument(s) (NAME)"},
+		{[]string{"capture", "net1", "--endpoint", x, "-w", filepath.Join(e.dir, "c.pcapng"), "-f", "icmp", "-c", "5", "--duration", "2s"}, 1, "capture: not supported yet"},
+		{[]string{"capture", "net1", "-c", "many"}, 2, `invalid argument "many"`},
 		{[]string{"network", "frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"network"}, 2, "needs a subcommand"},
@@ -339,6 +344,9 @@ func TestCLIBadInput(t *testing.T) {
 	if linkExists(t, y, "eth0") {
 		t.Errorf("failed connects left a link in %s", y)
 	}
+	if _, err := os.Stat(filepath.Join(e.dir, "c.pcapng")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed capture made its -w file: %v", err)
+	}
 }
 
 // TestCLIHelp: --help works on every command.
@@ -358,7 +366,7 @@ func TestCLIHelp(t *testing.T) {
 	}
 	visit(nil, root.Commands())
 	want := []string{"daemon", "network create", "network ls", "network inspect", "network rm", "network set",
-		"network connect", "network disconnect", "network attach", "network detach", "port set", "fdb"}
+		"network connect", "network disconnect", "network attach", "network detach", "port set", "fdb", "nat", "capture"}
 	have := map[string]bool{}
 	for _, p := range paths {
 		have[strings.Join(p, " ")] = true
@@ -385,6 +393,8 @@ func TestCLIHelp(t *testing.T) {
 		"network detach":     {"netns"},
 		"port set":           {"hairpin", "isolated", "flood", "mcast-flood", "bcast-flood"},
 		"fdb":                {"flush"},
+		"nat":                {"socket"},
+		"capture":            {"endpoint", "w", "f", "c", "duration", "socket"},
 		"network disconnect": {"socket"},
 	} {
 		c, _, err := newRootCmd().Find(strings.Fields(cmd))
@@ -392,6 +402,12 @@ func TestCLIHelp(t *testing.T) {
 			t.Fatalf("%s: %v", cmd, err)
 		}
 		for _, f := range flags {
+			if len(f) == 1 { // a shorthand, like capture's -w
+				if c.Flags().ShorthandLookup(f) == nil {
+					t.Errorf("%s has no -%s", cmd, f)
+				}
+				continue
+			}
 			if c.Flags().Lookup(f) == nil && c.InheritedFlags().Lookup(f) == nil {
 				t.Errorf("%s has no --%s", cmd, f)
 			}

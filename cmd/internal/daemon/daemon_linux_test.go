@@ -333,6 +333,16 @@ func TestCorruptState(t *testing.T) {
 		{stateFileName, "{not json"},
 		{stateFileName, `{"version":1,"networks":{"x":{"name":"y"}}}`},
 		{stateFileName, `{"version":7,"networks":{}}`},
+		// Names teardown would act on, checked as a request's are: an
+		// empty namespace would be the daemon's own.
+		{stateFileName, `{"version":1,"networks":{"x":{"name":"x","endpoints":{"":{"netns":"","kind":"tap","ifname":"eth0"}}}}}`},
+		{stateFileName, `{"version":1,"networks":{"x":{"name":"x","endpoints":{"a/b":{"netns":"a/b","kind":"tap","ifname":"eth0"}}}}}`},
+		{stateFileName, `{"version":1,"networks":{"x":{"name":"x","endpoints":{"n":{"netns":"n","kind":"tap","ifname":"a-name-too-long-for-a-link"}}}}}`},
+		{stateFileName, `{"version":1,"networks":{"x":{"name":"x","endpoints":{"n":{"netns":"n","kind":"veth","ifname":"eth0","host_link":"bad name"}}}}}`},
+		{stateFileName, `{"version":1,"networks":{"x":{"name":"x","endpoints":{"n":{"netns":"n","kind":"tap","ifname":"eth0","host_link":"eth9"}}}}}`},
+		{stateFileName, `{"version":1,"networks":{"x":{"name":"x","attachments":{"":{"iface":""}}}}}`},
+		{stateFileName, `{"version":1,"networks":{"x":{"name":"x","attachments":{"lo":{"iface":"lo"}}}}}`},
+		{stateFileName, `{"version":1,"networks":{"x":{"name":"x","attachments":{"eth1":{"iface":"eth1","netns":".."}}}}}`},
 		{ipamFileName, `{"version":1,"networks":{"x":{"config":{"subnets":[]}}}} trailing`},
 	} {
 		dir := stateDir(t)
@@ -354,6 +364,125 @@ func TestCorruptState(t *testing.T) {
 		if _, err := New(&Config{StateDir: dir}); api.CodeOf(err) != api.CodeStateCorrupt {
 			t.Errorf("retry: %v", err)
 		}
+	}
+}
+
+// TestTeardownFails: when an endpoint's link cannot be deleted, disconnect
+// and network rm fail and keep the endpoint, its lease and its port on the
+// switch (the state file unchanged), and a retry once the link can be
+// deleted finishes the job.
+func TestTeardownFails(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	a, b := newNS(t), newNS(t)
+	dir := stateDir(t)
+	td := start(t, dir)
+	if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "tf", Subnets: subnet("198.18.18.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	pa, err := td.c.Connect(ctx(), "tf", api.EndpointCreate{Netns: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := td.c.Connect(ctx(), "tf", api.EndpointCreate{Netns: b, Kind: api.KindTap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPing(t, a, addrOf(pb.IPv4))
+	statePath := filepath.Join(dir, stateFileName)
+	ipamPath := filepath.Join(dir, ipamFileName)
+	st0, ip0 := readFile(t, statePath), readFile(t, ipamPath)
+
+	injected := errors.New("injected: device busy")
+	delLink = func(string, string, string) error { return injected }
+	t.Cleanup(func() { delLink = delLinkOfType })
+	unchanged := func(what string) {
+		t.Helper()
+		if !bytes.Equal(readFile(t, statePath), st0) || !bytes.Equal(readFile(t, ipamPath), ip0) {
+			t.Errorf("%s: state or IPAM file changed", what)
+		}
+		n, err := td.c.Network(ctx(), "tf")
+		if err != nil {
+			t.Fatalf("%s: network gone: %v", what, err)
+		}
+		for _, ns := range []string{a, b} {
+			if p := findPort(t, n, ns); !p.Up {
+				t.Errorf("%s: port %s not back on the switch: %+v", what, ns, p)
+			}
+		}
+		if owners := td.ipam.Owners("tf"); !slices.Equal(owners, sortedStrings(a, b)) {
+			t.Errorf("%s: IPAM owners = %v, want %v", what, owners, sortedStrings(a, b))
+		}
+	}
+	for _, ns := range []string{a, b} {
+		err := td.c.Disconnect(ctx(), "tf", ns)
+		if api.CodeOf(err) != api.CodeInternal || !strings.Contains(err.Error(), "injected") || !strings.Contains(err.Error(), "kept") {
+			t.Errorf("disconnect %s with deletion failing: %v; want internal, naming the cause, endpoint kept", ns, err)
+		}
+		unchanged("disconnect " + ns)
+	}
+	err = td.c.RemoveNetwork(ctx(), "tf")
+	if api.CodeOf(err) != api.CodeInternal || !strings.Contains(err.Error(), "not removed") {
+		t.Errorf("network rm with deletion failing: %v; want internal, not removed", err)
+	}
+	unchanged("network rm")
+	mustPing(t, a, addrOf(pb.IPv4)) // both ports forward again
+	mustPing(t, b, addrOf(pa.IPv4))
+
+	delLink = delLinkOfType
+	if err := td.c.Disconnect(ctx(), "tf", a); err != nil {
+		t.Fatalf("disconnect retry: %v", err)
+	}
+	if hostLinkExists(t, "", pa.HostLink) || hostLinkExists(t, a, "eth0") {
+		t.Errorf("disconnect retry left a's links")
+	}
+	if err := td.c.RemoveNetwork(ctx(), "tf"); err != nil {
+		t.Fatalf("network rm retry: %v", err)
+	}
+	if hostLinkExists(t, b, "eth0") {
+		t.Errorf("network rm retry left b's tap")
+	}
+	if nets := td.ipam.Networks(); len(nets) != 0 {
+		t.Errorf("IPAM still has %v", nets)
+	}
+}
+
+// TestDelLinkOfType: only a missing link (or namespace) counts as deleted;
+// a link of another type is left alone with errLinkReplaced.
+func TestDelLinkOfType(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	ns := newNS(t)
+	if err := delLinkOfType(ns, "synothere", "veth"); err != nil {
+		t.Errorf("missing link: %v", err)
+	}
+	if err := delLinkOfType(nstest.Name("sydgone"), "eth0", "veth"); err != nil {
+		t.Errorf("missing namespace: %v", err)
+	}
+	if err := delLinkOfType(ns, "lo", "veth"); !errors.Is(err, errLinkReplaced) {
+		t.Errorf("loopback as a veth: %v, want errLinkReplaced", err)
+	}
+	if !hostLinkExists(t, ns, "lo") {
+		t.Errorf("loopback deleted")
+	}
+}
+
+// TestReopenTapGone: reopening a TAP that is not there fails with
+// errTapGone and leaves no device behind (TUNSETIFF alone would make a new,
+// unconfigured one).
+func TestReopenTapGone(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	ns := newNS(t)
+	f, err := reopenTap(ns, "sytapgone")
+	if f != nil {
+		f.Close()
+	}
+	if !errors.Is(err, errTapGone) {
+		t.Errorf("reopenTap of a missing tap: %v, want errTapGone", err)
+	}
+	if hostLinkExists(t, ns, "sytapgone") {
+		t.Errorf("reopenTap left a new device behind")
 	}
 }
 

@@ -275,22 +275,76 @@ func (d *Daemon) Disconnect(network, ns string) error {
 	if !ok {
 		return api.Errorf(api.CodeNotFound, "namespace %q is not connected to network %q", ns, network)
 	}
-	terr := d.teardownEndpointLocked(n, rn, ep)
+	if err := d.removeEndpointLocked(n, rn, ep); err != nil {
+		d.log.Warn("endpoint not disconnected", zap.String("network", network), zap.String("netns", ns), zap.Error(err))
+		return api.Errorf(api.CodeInternal, "disconnect %s from network %q: %v; the endpoint is kept, retry to finish", ns, network, err)
+	}
 	delete(n.Endpoints, ns)
 	if err := d.saveLocked(); err != nil {
+		// Its links and lease are gone; a retry finds nothing to undo
+		// and drops the record.
+		n.Endpoints[ns] = ep
 		return err
 	}
-	d.log.Info("endpoint disconnected", zap.String("network", network), zap.String("netns", ns), zap.Error(terr))
-	if terr != nil {
-		return api.Errorf(api.CodeInternal, "namespace %q disconnected, with errors: %v", ns, terr)
-	}
+	d.log.Info("endpoint disconnected", zap.String("network", network), zap.String("netns", ns))
 	return nil
 }
 
-// teardownEndpointLocked removes an endpoint's port, links and lease; what
-// is already gone is skipped. rn may be nil.
+// errLinkReplaced: a link by the name we gave ours is of another type, so
+// ours is gone and the one there is someone else's (left alone).
+var errLinkReplaced = errors.New("link replaced")
+
+// removeEndpointLocked takes an endpoint down for a request that may fail:
+// its port, its links, then its lease. When a link cannot be deleted (for a
+// reason other than its being gone already) the lease is kept, the port is
+// put back on the switch if it can be, and the error returned, so that the
+// caller keeps the record and a retry can finish. What is already gone is
+// skipped.
+func (d *Daemon) removeEndpointLocked(n *netRecord, rn *runNet, ep *epRecord) error {
+	if err := d.endpointLinksDownLocked(rn, ep); err != nil {
+		if errors.Is(err, errLinkReplaced) {
+			d.log.Warn("endpoint's link replaced by another; left alone", zap.String("network", n.Name),
+				zap.String("netns", ep.Netns), zap.Error(err))
+		} else {
+			d.readoptLocked(n, rn, ep)
+			return err
+		}
+	}
+	return d.releaseLeaseLocked(n, ep)
+}
+
+// readoptLocked puts an endpoint whose links are still there back on the
+// switch (best effort).
+func (d *Daemon) readoptLocked(n *netRecord, rn *runNet, ep *epRecord) {
+	if rn == nil || d.endpointMissing(ep) != "" {
+		return
+	}
+	if _, err := rn.br.Port(ep.Netns); err == nil {
+		return
+	}
+	p, err := d.openEndpointPort(n, ep)
+	if err == nil {
+		if err = rn.br.AddPort(ep.Netns, p, bridgeFlags(ep.Flags)); err != nil {
+			p.Close()
+		}
+	}
+	if err != nil {
+		d.log.Warn("endpoint's port cannot be put back on the switch", zap.String("network", n.Name),
+			zap.String("netns", ep.Netns), zap.Error(err))
+	}
+}
+
+// teardownEndpointLocked removes an endpoint's port, links and lease, all
+// it can, for a caller that drops the record whatever happens (the link is
+// gone, or the state is being restored); what is already gone is skipped.
+// rn may be nil.
 func (d *Daemon) teardownEndpointLocked(n *netRecord, rn *runNet, ep *epRecord) error {
-	var errs []error
+	return errors.Join(d.endpointLinksDownLocked(rn, ep), d.releaseLeaseLocked(n, ep))
+}
+
+// endpointLinksDownLocked removes an endpoint's port from the switch (rn
+// may be nil) and deletes its links.
+func (d *Daemon) endpointLinksDownLocked(rn *runNet, ep *epRecord) error {
 	if rn != nil {
 		if err := rn.br.RemovePort(ep.Netns); err != nil && !errors.Is(err, bridge.ErrNoPort) && !errors.Is(err, port.ErrClosed) {
 			d.log.Debug("closing port", zap.String("port", ep.Netns), zap.Error(err))
@@ -298,20 +352,26 @@ func (d *Daemon) teardownEndpointLocked(n *netRecord, rn *runNet, ep *epRecord) 
 	}
 	switch ep.Kind {
 	case api.KindVeth:
-		if err := delLinkOfType("", ep.HostLink, "veth"); err != nil {
-			errs = append(errs, err)
-		}
+		return delLink("", ep.HostLink, "veth")
 	case api.KindTap:
-		if err := delLinkOfType(ep.Netns, ep.IfName, "tuntap"); err != nil {
-			errs = append(errs, err)
-		}
+		return delLink(ep.Netns, ep.IfName, "tuntap")
 	}
-	if n.IPAM == api.IPAMDefault {
-		if err := d.ipam.Release(n.Name, ep.Netns); err != nil && !errors.Is(err, ipam.ErrNotAllocated) && !errors.Is(err, ipam.ErrUnknownNetwork) {
-			errs = append(errs, err)
-		}
+	return nil
+}
+
+// delLink is delLinkOfType; tests replace it to make deletion fail.
+var delLink = delLinkOfType
+
+// releaseLeaseLocked releases an endpoint's addresses; none held is not an
+// error.
+func (d *Daemon) releaseLeaseLocked(n *netRecord, ep *epRecord) error {
+	if n.IPAM != api.IPAMDefault {
+		return nil
 	}
-	return errors.Join(errs...)
+	if err := d.ipam.Release(n.Name, ep.Netns); err != nil && !errors.Is(err, ipam.ErrNotAllocated) && !errors.Is(err, ipam.ErrUnknownNetwork) {
+		return err
+	}
+	return nil
 }
 
 // Attach makes an existing interface (in the daemon's namespace or a named

@@ -71,8 +71,7 @@ func linkInfo(ns, name string) (exists bool, typ string, up, promisc bool, err e
 	defer h.Close()
 	l, err := h.LinkByName(name)
 	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+		if linkNotFound(err) {
 			return false, "", false, false, nil
 		}
 		return false, "", false, false, err
@@ -81,8 +80,16 @@ func linkInfo(ns, name string) (exists bool, typ string, up, promisc bool, err e
 	return true, l.Type(), a.Flags&net.FlagUp != 0, a.Promisc != 0, nil
 }
 
+// linkNotFound reports whether a LinkByName error says there is no such
+// link.
+func linkNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
+}
+
 // delLinkOfType deletes link name in namespace ns when it exists and is of
-// type typ; a missing link or namespace is not an error.
+// type typ; a missing link or namespace is not an error. A link of another
+// type is left alone, with an error wrapping errLinkReplaced.
 func delLinkOfType(ns, name, typ string) error {
 	if ns != "" && !netns.Exists(ns) {
 		return nil
@@ -97,10 +104,13 @@ func delLinkOfType(ns, name, typ string) error {
 	defer h.Close()
 	l, err := h.LinkByName(name)
 	if err != nil {
-		return nil
+		if linkNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("find link %s: %w", name, err)
 	}
 	if l.Type() != typ {
-		return fmt.Errorf("link %s is a %s, not the %s we made; left alone", name, l.Type(), typ)
+		return fmt.Errorf("%w: link %s is a %s, not the %s we made; left alone", errLinkReplaced, name, l.Type(), typ)
 	}
 	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete link %s: %w", name, err)
@@ -177,9 +187,17 @@ func setTapPersist(f *os.File, on bool) error {
 	return nil
 }
 
+// errTapGone: the persistent TAP device an endpoint was made with is no
+// longer there.
+var errTapGone = errors.New("persistent tap gone")
+
 // reopenTap opens a queue of the existing TAP device ifname inside
 // namespace ns (TUNSETIFF finds a device by name in the calling thread's
-// namespace).
+// namespace). TUNSETIFF creates a device when there is none by that name
+// (and IFF_TUN_EXCL would refuse the existing one), so a device that has
+// vanished since the caller looked would come back new: not persistent and
+// unconfigured. Such a device is recognised by its missing IFF_PERSIST and
+// removed again by closing its only file; the result is errTapGone.
 func reopenTap(ns, ifname string) (*os.File, error) {
 	var f *os.File
 	err := netns.Do(ns, func() error {
@@ -196,6 +214,19 @@ func reopenTap(ns, ifname string) (*os.File, error) {
 		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 			unix.Close(fd)
 			return fmt.Errorf("attach to tap %s (TUNSETIFF): %w", ifname, err)
+		}
+		got, err := unix.NewIfreq("")
+		if err != nil {
+			unix.Close(fd)
+			return err
+		}
+		if err := unix.IoctlIfreq(fd, unix.TUNGETIFF, got); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("tap %s (TUNGETIFF): %w", ifname, err)
+		}
+		if got.Uint16()&unix.IFF_PERSIST == 0 {
+			unix.Close(fd) // the last file of a non-persistent device: it goes
+			return fmt.Errorf("tap %s: %w (TUNSETIFF made a new device; removed)", ifname, errTapGone)
 		}
 		f = os.NewFile(uintptr(fd), "/dev/net/tun:"+ifname)
 		return nil

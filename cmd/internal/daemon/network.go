@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -207,7 +208,10 @@ func (d *Daemon) startNetwork(rec *netRecord) (*runNet, error) {
 }
 
 // RemoveNetwork removes a network: its endpoints (and their links and
-// leases), its attachments, its bridge and its subnet.
+// leases), its attachments, its bridge and its subnet. When an endpoint's
+// link cannot be deleted, the network stays, with that endpoint and its
+// lease (the endpoints already removed stay removed), and the error says
+// so: a retry can finish.
 func (d *Daemon) RemoveNetwork(name string) error {
 	if err := d.lockOpen(); err != nil {
 		return err
@@ -217,12 +221,28 @@ func (d *Daemon) RemoveNetwork(name string) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	var errs []string
 	for _, k := range sortedKeys(n.Endpoints) {
-		if err := d.teardownEndpointLocked(n, rn, n.Endpoints[k]); err != nil {
-			errs = append(errs, err)
+		if err := d.removeEndpointLocked(n, rn, n.Endpoints[k]); err != nil {
+			errs = append(errs, fmt.Sprintf("endpoint %q: %v", k, err))
+			continue
 		}
 		delete(n.Endpoints, k)
+	}
+	if len(errs) == 0 && n.IPAM == api.IPAMDefault {
+		for _, o := range d.ipam.Owners(name) { // leases of no endpoint (none, normally)
+			_ = d.ipam.Release(name, o)
+		}
+		if err := d.ipam.RemoveNetwork(name); err != nil && !errors.Is(err, ipam.ErrUnknownNetwork) {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		if err := d.saveLocked(); err != nil {
+			d.log.Error("saving the state after a failed network removal", zap.String("network", name), zap.Error(err))
+		}
+		d.log.Warn("network not removed", zap.String("network", name), zap.Strings("errors", errs))
+		return api.Errorf(api.CodeInternal, "network %q not removed: %s; retry to finish", name, strings.Join(errs, "; "))
 	}
 	for _, k := range sortedKeys(n.Attachments) {
 		d.teardownAttachmentLocked(n, rn, n.Attachments[k])
@@ -230,19 +250,11 @@ func (d *Daemon) RemoveNetwork(name string) error {
 	}
 	rn.br.Close()
 	delete(d.nets, name)
-	if n.IPAM == api.IPAMDefault {
-		if err := d.ipam.RemoveNetwork(name); err != nil && !errors.Is(err, ipam.ErrUnknownNetwork) {
-			errs = append(errs, err)
-		}
-	}
 	delete(d.st.Networks, name)
 	if err := d.saveLocked(); err != nil {
 		return err
 	}
 	d.log.Info("network removed", zap.String("network", name))
-	if len(errs) > 0 {
-		return api.Errorf(api.CodeInternal, "network %q removed, with errors: %v", name, errors.Join(errs...))
-	}
 	return nil
 }
 

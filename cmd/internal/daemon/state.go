@@ -170,14 +170,58 @@ func decodeState(data []byte) (*stateFile, error) {
 				(ep.Kind == api.KindVeth && ep.HostLink == "") {
 				return nil, fmt.Errorf("network %q: endpoint %q: incomplete record", name, k)
 			}
+			if err := checkEndpointRecord(ep); err != nil {
+				return nil, fmt.Errorf("network %q: endpoint %q: %v", name, k, err)
+			}
 		}
 		for k, at := range n.Attachments {
 			if at == nil || at.Iface != k {
 				return nil, fmt.Errorf("network %q: attachment %q: incomplete record", name, k)
 			}
+			if err := checkAttachmentRecord(at); err != nil {
+				return nil, fmt.Errorf("network %q: attachment %q: %v", name, k, err)
+			}
 		}
 	}
 	return s, nil
+}
+
+// checkEndpointRecord checks the names in an endpoint record as a connect
+// would have: teardown acts on them, so an empty or odd one (a hand edit)
+// could make it act on the daemon's own namespace or on a link not ours.
+func checkEndpointRecord(ep *epRecord) error {
+	if err := checkNetnsName(ep.Netns); err != nil {
+		return err
+	}
+	if err := checkIfName(ep.IfName); err != nil {
+		return err
+	}
+	switch {
+	case ep.Kind == api.KindVeth:
+		if err := checkIfName(ep.HostLink); err != nil {
+			return fmt.Errorf("host link: %v", err)
+		}
+	case ep.HostLink != "":
+		return fmt.Errorf("a %s endpoint has no host link, but %q is recorded", ep.Kind, ep.HostLink)
+	}
+	return nil
+}
+
+// checkAttachmentRecord checks the names in an attachment record as an
+// attach would have.
+func checkAttachmentRecord(at *attRecord) error {
+	if err := checkIfName(at.Iface); err != nil {
+		return err
+	}
+	if at.Iface == "lo" {
+		return errors.New("the loopback interface cannot be a port")
+	}
+	if at.Netns != "" {
+		if err := checkNetnsName(at.Netns); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeFileAtomic writes data to path: a temporary file in the same

@@ -70,6 +70,14 @@ func TestDecodeState(t *testing.T) {
 		{`{"version":1,"networks":{"-a":{"name":"-a"}}}`, "invalid network name"},
 		{`{"version":1,"networks":{"a":{"name":"a","endpoints":{"x":{"netns":"x","kind":"veth","ifname":"eth0"}}}}}`, "incomplete record"},
 		{`{"version":1,"networks":{},"extra":1}`, "unknown field"},
+		{`{"version":1,"networks":{"a":{"name":"a","endpoints":{"":{"netns":"","kind":"tap","ifname":"eth0"}}}}}`, "namespace name is empty"},
+		{`{"version":1,"networks":{"a":{"name":"a","endpoints":{"..":{"netns":"..","kind":"tap","ifname":"eth0"}}}}}`, `invalid namespace name ".."`},
+		{`{"version":1,"networks":{"a":{"name":"a","endpoints":{"n":{"netns":"n","kind":"tap","ifname":"e/0"}}}}}`, `invalid interface name "e/0"`},
+		{`{"version":1,"networks":{"a":{"name":"a","endpoints":{"n":{"netns":"n","kind":"veth","ifname":"eth0","host_link":"0123456789abcdefg"}}}}}`, "host link: interface name"},
+		{`{"version":1,"networks":{"a":{"name":"a","endpoints":{"n":{"netns":"n","kind":"tap","ifname":"eth0","host_link":"h"}}}}}`, "has no host link"},
+		{`{"version":1,"networks":{"a":{"name":"a","attachments":{"":{"iface":""}}}}}`, "interface name is empty"},
+		{`{"version":1,"networks":{"a":{"name":"a","attachments":{"lo":{"iface":"lo"}}}}}`, "loopback"},
+		{`{"version":1,"networks":{"a":{"name":"a","attachments":{"x":{"iface":"x","netns":"a\u0001"}}}}}`, "invalid namespace name"},
 	} {
 		_, err := decodeState([]byte(tc.data))
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
