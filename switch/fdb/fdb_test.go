@@ -83,9 +83,9 @@ func TestLearnLookup(t *testing.T) {
 			lookups: map[MAC]int{macA: 1, macB: 2, macC: -1},
 		},
 		{
-			name:    "per-port limit",
-			cfg:     &Config{PortLimit: 1},
-			steps:   []step{{macA, 1, 0, Learned}, {macB, 1, 0, Limited}, {macC, 2, 0, Learned}, {macA, 2, 0, Limited}},
+			name:  "per-port limit",
+			cfg:   &Config{PortLimit: 1},
+			steps: []step{{macA, 1, 0, Learned}, {macB, 1, 0, Limited}, {macC, 2, 0, Learned}, {macA, 2, 0, Limited}},
 			// A refused move drops the stale entry: macA is flooded, not
 			// sent to port 1 where it no longer is.
 			lookups: map[MAC]int{macA: -1, macB: -1, macC: 2},
