@@ -379,6 +379,25 @@ func (b *bencher) pps(ctx context.Context) (*PPSResult, error) {
 		return nil, err
 	}
 	defer h.Close()
+	// A socket on the generator's port that never reads: B's stack queues
+	// the first frames and drops the rest at the full socket, cheaply.
+	// Without it every frame makes B's stack look up a route and build an
+	// ICMP port-unreachable, and with veth that work runs on the sending
+	// CPU: the switch's, for switchyard and OVS, which then measure B's
+	// ICMP error path more than their own forwarding.
+	var sink *net.UDPConn
+	err = netns.Do(b.t.B, func() error {
+		var err error
+		sink, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrB.Addr(), genDst)))
+		if err == nil {
+			err = sink.SetReadBuffer(4096)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: sink socket in B: %w", err)
+	}
+	defer sink.Close()
 	d := b.r.duration
 	gen, err := startProc("generator", b.worker(b.r.epCPU, "gen", "-netns", b.t.A, "-ifname", epIfName,
 		"-src-mac", macA.String(), "-dst-mac", macB.String(),
