@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"errors"
+	"runtime"
 	"time"
 
 	"go.uber.org/zap"
@@ -41,6 +42,11 @@ func (b *Bridge) rxLoop(in *bport) {
 		}
 		failed = 0
 		b.forward(in, frames[:n], st)
+		// Let the other ports' goroutines run between batches: on a
+		// switch with one P, a port that always has frames would
+		// otherwise hold it until async preemption (10 ms), and the
+		// other direction of its flows (TCP's ACKs) would wait that long.
+		runtime.Gosched()
 	}
 }
 
