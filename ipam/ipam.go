@@ -38,9 +38,9 @@ package ipam
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 )
@@ -247,7 +247,7 @@ func (m *IPAM) RemoveNetwork(name string) error {
 		return err
 	}
 	if len(n.byOwner) > 0 {
-		owners := sortedKeys(n.byOwner)
+		owners := slices.Sorted(maps.Keys(n.byOwner))
 		more := ""
 		if len(owners) > 3 {
 			owners, more = owners[:3], ", ..."
@@ -289,7 +289,7 @@ func (m *IPAM) Networks() []string {
 }
 
 func (m *IPAM) namesLocked() []string {
-	return sortedKeys(m.nets)
+	return slices.Sorted(maps.Keys(m.nets))
 }
 
 // Allocate gives owner one address in each subnet of the network, in the
@@ -447,7 +447,7 @@ func (m *IPAM) Owners(network string) []string {
 	if !ok {
 		return nil
 	}
-	return sortedKeys(n.byOwner)
+	return slices.Sorted(maps.Keys(n.byOwner))
 }
 
 func (m *IPAM) netLocked(name string) (*network, error) {
@@ -483,15 +483,6 @@ func (m *IPAM) commitLocked(undo func()) error {
 		undo()
 	}
 	return err
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func quoteList(s []string) string {

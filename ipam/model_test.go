@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -276,7 +278,7 @@ func runModel(t *testing.T, ops []byte) {
 		if diff := cmp.Diff(ref.leases(), leases, addrCmp); diff != "" {
 			t.Fatalf("step %d leases (-ref +got):\n%s", step, diff)
 		}
-		owners := sortedKeys(ref.holding)
+		owners := slices.Sorted(maps.Keys(ref.holding))
 		if diff := cmp.Diff(owners, m.Owners("n"), addrCmp); diff != "" {
 			t.Fatalf("step %d owners (-ref +got):\n%s", step, diff)
 		}

@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"github.com/switchyard-net/switchyard/internal/atomicfile"
 )
 
 const stateVersion = 1
@@ -114,9 +118,6 @@ func appendJSON(b *bytes.Buffer, v any) error {
 	return nil
 }
 
-// tempPrefix is the name prefix of the temporary files next to the state file.
-func (m *IPAM) tempPrefix() string { return filepath.Base(m.path) + ".tmp-" }
-
 // persistLocked writes the state atomically: a temporary file in the same
 // directory, fsync, rename over the state file, fsync of the directory.
 // renamed reports whether the new file is in place (even if an error
@@ -129,62 +130,11 @@ func (m *IPAM) persistLocked() (renamed bool, err error) {
 	if err != nil {
 		return false, fail(err)
 	}
-	dir := filepath.Dir(m.path)
-	f, err := os.CreateTemp(dir, m.tempPrefix()+"*")
+	renamed, err = atomicfile.Write(m.path, data, &atomicfile.Options{NoSync: m.noSync, Hook: m.hook})
 	if err != nil {
-		return false, fail(err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return false, fail(err)
-	}
-	if !m.noSync {
-		if err := f.Sync(); err != nil {
-			return false, fail(err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return false, fail(err)
-	}
-	if m.hook != nil {
-		if err := m.hook("write"); err != nil {
-			return false, fail(err)
-		}
-	}
-	if err := os.Rename(tmp, m.path); err != nil {
-		return false, fail(err)
-	}
-	ok = true
-	if m.hook != nil {
-		if err := m.hook("dirsync"); err != nil {
-			return true, fail(err)
-		}
-	}
-	if !m.noSync {
-		if err := syncDir(dir); err != nil {
-			return true, fail(err)
-		}
+		return renamed, fail(err)
 	}
 	return true, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // load reads the state file into m. created reports that there was none.
@@ -193,7 +143,7 @@ func (m *IPAM) load() (created bool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return false, fmt.Errorf("ipam: creating state directory %s: %w", dir, err)
 	}
-	m.removeTemps(dir)
+	atomicfile.RemoveTemps(m.path)
 	data, err := os.ReadFile(m.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return true, nil
@@ -208,20 +158,6 @@ func (m *IPAM) load() (created bool, err error) {
 		}
 	}
 	return false, nil
-}
-
-// removeTemps removes temporary files a crash left behind. Errors are
-// ignored: a leftover costs only disk space.
-func (m *IPAM) removeTemps(dir string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), m.tempPrefix()) {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
 }
 
 // decode parses data and rebuilds the networks, checking everything a saved
@@ -243,7 +179,7 @@ func (m *IPAM) decode(data []byte) error {
 	if fsx.Version != stateVersion {
 		return fmt.Errorf("version %d, want %d", fsx.Version, stateVersion)
 	}
-	for _, name := range sortedKeys(fsx.Networks) {
+	for _, name := range slices.Sorted(maps.Keys(fsx.Networks)) {
 		fn := fsx.Networks[name]
 		if err := m.decodeNetwork(name, fn); err != nil {
 			return fmt.Errorf("network %q: %s", name, strings.TrimPrefix(err.Error(), "ipam: "))

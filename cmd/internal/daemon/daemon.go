@@ -45,7 +45,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
@@ -53,6 +52,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
+	"github.com/switchyard-net/switchyard/internal/atomicfile"
 	"github.com/switchyard-net/switchyard/ipam"
 	"github.com/switchyard-net/switchyard/switch/bridge"
 )
@@ -141,7 +141,7 @@ func New(cfg *Config) (_ *Daemon, err error) {
 			d.releaseLock()
 		}
 	}()
-	removeTemps(dir, stateFileName)
+	atomicfile.RemoveTemps(d.statePath)
 	st, err := loadState(d.statePath)
 	if err != nil {
 		return nil, err
@@ -327,20 +327,11 @@ func (d *Daemon) lockOpen() error {
 func (d *Daemon) saveLocked() error {
 	data, err := d.st.encode()
 	if err == nil {
-		err = writeFileAtomic(d.statePath, data)
+		_, err = atomicfile.Write(d.statePath, data, nil)
 	}
 	if err != nil {
 		d.log.Error("saving state failed", zap.String("path", d.statePath), zap.Error(err))
 		return api.Errorf(api.CodeInternal, "saving state to %s: %v", d.statePath, err)
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -3,8 +3,10 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,7 +98,7 @@ func (d *Daemon) validateCreateLocked(req api.NetworkCreate) (*netSpec, error) {
 		}
 		spec.cfg.Subnets = append(spec.cfg.Subnets, sc)
 	}
-	for _, n := range sortedKeys(req.AuxAddresses) {
+	for _, n := range slices.Sorted(maps.Keys(req.AuxAddresses)) {
 		a, err := parseAddr("aux address "+n, req.AuxAddresses[n])
 		if err != nil {
 			return nil, err
@@ -222,7 +224,7 @@ func (d *Daemon) RemoveNetwork(name string) error {
 		return err
 	}
 	var errs []string
-	for _, k := range sortedKeys(n.Endpoints) {
+	for _, k := range slices.Sorted(maps.Keys(n.Endpoints)) {
 		if err := d.removeEndpointLocked(n, rn, n.Endpoints[k]); err != nil {
 			errs = append(errs, fmt.Sprintf("endpoint %q: %v", k, err))
 			continue
@@ -244,7 +246,7 @@ func (d *Daemon) RemoveNetwork(name string) error {
 		d.log.Warn("network not removed", zap.String("network", name), zap.Strings("errors", errs))
 		return api.Errorf(api.CodeInternal, "network %q not removed: %s; retry to finish", name, strings.Join(errs, "; "))
 	}
-	for _, k := range sortedKeys(n.Attachments) {
+	for _, k := range slices.Sorted(maps.Keys(n.Attachments)) {
 		d.teardownAttachmentLocked(n, rn, n.Attachments[k])
 		delete(n.Attachments, k)
 	}
@@ -305,7 +307,7 @@ func (d *Daemon) Networks() ([]api.Network, error) {
 	}
 	defer d.mu.Unlock()
 	out := make([]api.Network, 0, len(d.st.Networks))
-	for _, name := range sortedKeys(d.st.Networks) {
+	for _, name := range slices.Sorted(maps.Keys(d.st.Networks)) {
 		out = append(out, d.networkInfoLocked(d.st.Networks[name]))
 	}
 	return out, nil
@@ -385,10 +387,10 @@ func (d *Daemon) networkInfoLocked(n *netRecord) api.Network {
 		}
 		out.Ports = append(out.Ports, withLive(p, live))
 	}
-	for _, k := range sortedKeys(n.Endpoints) {
+	for _, k := range slices.Sorted(maps.Keys(n.Endpoints)) {
 		out.Ports = append(out.Ports, withLive(endpointPort(n.Endpoints[k]), live))
 	}
-	for _, k := range sortedKeys(n.Attachments) {
+	for _, k := range slices.Sorted(maps.Keys(n.Attachments)) {
 		out.Ports = append(out.Ports, withLive(attachmentPort(n.Attachments[k]), live))
 	}
 	return out

@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -19,7 +20,7 @@ import (
 // agree with the state (networks and leases the state does not know are
 // released).
 func (d *Daemon) restoreLocked() {
-	for _, name := range sortedKeys(d.st.Networks) {
+	for _, name := range slices.Sorted(maps.Keys(d.st.Networks)) {
 		n := d.st.Networks[name]
 		log := d.log.With(zap.String("network", name))
 		if n.IPAM == api.IPAMDefault {
@@ -39,7 +40,7 @@ func (d *Daemon) restoreLocked() {
 			continue
 		}
 		d.nets[name] = rn
-		for _, k := range sortedKeys(n.Endpoints) {
+		for _, k := range slices.Sorted(maps.Keys(n.Endpoints)) {
 			ep := n.Endpoints[k]
 			elog := log.With(zap.String("netns", ep.Netns), zap.String("kind", ep.Kind))
 			reason := d.endpointMissing(ep)
@@ -64,7 +65,7 @@ func (d *Daemon) restoreLocked() {
 			delete(n.Endpoints, k)
 			elog.Warn("endpoint cleaned up", zap.String("reason", reason), zap.NamedError("cleanup_error", terr))
 		}
-		for _, k := range sortedKeys(n.Attachments) {
+		for _, k := range slices.Sorted(maps.Keys(n.Attachments)) {
 			at := n.Attachments[k]
 			alog := log.With(zap.String("iface", at.Iface), zap.String("netns", at.Netns))
 			reason := ""

@@ -9,8 +9,6 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
@@ -222,54 +220,4 @@ func checkAttachmentRecord(at *attRecord) error {
 		}
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path: a temporary file in the same
-// directory, fsync, rename over path, fsync of the directory.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// removeTemps removes temporary files a crash during a save left behind.
-func removeTemps(dir, base string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), base+".tmp-") {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
 }
