@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"testing"
@@ -304,64 +301,9 @@ func recvIncoming(fd int, within time.Duration, match func([]byte) bool) bool {
 // they arrive intact.
 func tcpTransfer(t *testing.T, a, b host, n int64) {
 	t.Helper()
-	var ln net.Listener
-	err := netns.Do(b.ns, func() error {
-		var err error
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(b.addr, 0).String())
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
+	in := func(ns string) func(func() error) error {
+		return func(fn func() error) error { return netns.Do(ns, fn) }
 	}
-	defer ln.Close()
-	type result struct {
-		n   int64
-		sum [32]byte
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			res <- result{err: err}
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(60 * time.Second))
-		h := sha256.New()
-		got, err := io.Copy(h, c)
-		var r result
-		r.n, r.err = got, err
-		copy(r.sum[:], h.Sum(nil))
-		res <- r
-	}()
-	var conn net.Conn
-	err = netns.Do(a.ns, func() error {
-		var err error
-		conn, err = net.DialTimeout("tcp4", ln.Addr().String(), 5*time.Second)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.SetDeadline(time.Now().Add(60 * time.Second))
-	h := sha256.New()
-	src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1, 2, 3}), n), h)
-	start := time.Now()
-	sent, err := io.CopyBuffer(conn, src, make([]byte, 256<<10))
-	conn.Close()
-	if err != nil {
-		t.Fatalf("send after %d bytes: %v", sent, err)
-	}
-	r := <-res
-	el := time.Since(start)
-	if r.err != nil {
-		t.Fatalf("receive: %v", r.err)
-	}
-	var want [32]byte
-	copy(want[:], h.Sum(nil))
-	if r.n != n || r.sum != want {
-		t.Fatalf("received %d bytes (sha256 %x), sent %d (sha256 %x)", r.n, r.sum[:8], n, want[:8])
-	}
+	el := nstest.TCPTransfer(t, in(b.ns), in(a.ns), netip.AddrPortFrom(b.addr, 0).String(), n)
 	t.Logf("%d MB in %v: %.2f Gbit/s", n>>20, el.Round(time.Millisecond), float64(n)*8/el.Seconds()/1e9)
 }

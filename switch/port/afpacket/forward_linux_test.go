@@ -3,9 +3,7 @@
 package afpacket
 
 import (
-	"crypto/sha256"
 	"errors"
-	"io"
 	"net"
 	"sort"
 	"sync"
@@ -73,59 +71,8 @@ func newFwdTopo(t *testing.T, cfg *Config) *fwdTopo {
 // forwarder: bytes arrive intact and GSO super-frames pass whole.
 func TestTCPThroughForwarder(t *testing.T) {
 	f := newFwdTopo(t, nil)
-	var ln net.Listener
-	if err := f.b.do(func() (err error) { ln, err = net.Listen("tcp4", "198.18.0.2:5001"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	const total = 50 << 20
-	type result struct {
-		n   int64
-		sum [32]byte
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(60 * time.Second))
-		h := sha256.New()
-		n, err := io.Copy(h, c)
-		var r result
-		r.n, r.err = n, err
-		copy(r.sum[:], h.Sum(nil))
-		done <- r
-	}()
-	var c net.Conn
-	if err := f.a.do(func() (err error) { c, err = net.DialTimeout("tcp4", "198.18.0.2:5001", 5*time.Second); return err }); err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	buf := make([]byte, 256<<10)
-	for i := range buf {
-		buf[i] = byte(i*7 + i>>9)
-	}
-	h := sha256.New()
-	start := time.Now()
-	for sent := 0; sent < total; sent += len(buf) {
-		if _, err := c.Write(buf); err != nil {
-			t.Fatalf("client write after %d bytes: %v", sent, err)
-		}
-		h.Write(buf)
-	}
-	c.Close()
-	r := <-done
-	el := time.Since(start)
-	if r.err != nil || r.n != total {
-		t.Fatalf("server got %d bytes, %v; want %d", r.n, r.err, total)
-	}
-	if string(r.sum[:]) != string(h.Sum(nil)) {
-		t.Fatal("data corrupted on the way")
-	}
+	el := nstest.TCPTransfer(t, f.b.do, f.a.do, "198.18.0.2:5001", total)
 	t.Logf("TCP %d MB in %v: %.2f Gbit/s; largest frame %d bytes, %d GSO frames; A side %+v, B side %+v",
 		total>>20, el.Round(time.Millisecond), float64(total)*8/el.Seconds()/1e9, f.maxFrame.Load(), f.gso.Load(), f.pa.Stats(), f.pb.Stats())
 	if f.maxFrame.Load() <= 1514 || f.gso.Load() == 0 {

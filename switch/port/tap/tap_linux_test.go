@@ -1,13 +1,8 @@
 package tap_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -133,68 +128,11 @@ func TestGSOBetweenNamespaces(t *testing.T) {
 	go func() { fwd <- forward(a, b, true) }()
 	go func() { fwd <- forward(b, a, false) }()
 
-	var ln net.Listener
-	if err := netns.Do(nsB, func() (err error) {
-		ln, err = net.Listen("tcp4", "198.18.2.2:5001")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type result struct {
-		n   int64
-		sum [32]byte
-		err error
-	}
-	got := make(chan result, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- result{err: err}
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		h := sha256.New()
-		n, err := io.Copy(h, c)
-		var r result
-		r.n, r.err = n, err
-		copy(r.sum[:], h.Sum(nil))
-		got <- r
-	}()
-	var conn net.Conn
-	if err := netns.Do(nsA, func() (err error) {
-		conn, err = net.DialTimeout("tcp4", "198.18.2.2:5001", 5*time.Second)
-		return err
-	}); err != nil {
-		t.Fatalf("dial through the forwarder: %v", err)
-	}
 	const total = 32 << 20
-	chunk := make([]byte, 256<<10)
-	rng := rand.New(rand.NewPCG(1, 2))
-	h := sha256.New()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	start := time.Now()
-	for sent := 0; sent < total; sent += len(chunk) {
-		for i := 0; i < len(chunk); i += 8 {
-			binary.LittleEndian.PutUint64(chunk[i:], rng.Uint64())
-		}
-		h.Write(chunk)
-		if _, err := conn.Write(chunk); err != nil {
-			t.Fatalf("send: %v", err)
-		}
+	in := func(ns string) func(func() error) error {
+		return func(fn func() error) error { return netns.Do(ns, fn) }
 	}
-	conn.Close()
-	var r result
-	select {
-	case r = <-got:
-	case <-time.After(25 * time.Second):
-		t.Fatal("receiver did not finish")
-	}
-	elapsed := time.Since(start)
-	if r.err != nil || r.n != total || !bytes.Equal(r.sum[:], h.Sum(nil)) {
-		t.Fatalf("received %d bytes (err %v), checksum match %v; want %d intact", r.n, r.err, bytes.Equal(r.sum[:], h.Sum(nil)), total)
-	}
+	elapsed := nstest.TCPTransfer(t, in(nsB), in(nsA), "198.18.2.2:5001", total)
 	t.Logf("%d MiB in %v (%.2f Gbit/s); %d GSO frames (largest %d bytes), %d with NEEDS_CSUM",
 		total>>20, elapsed.Round(time.Millisecond), float64(total)*8/elapsed.Seconds()/1e9, gso.Load(), maxLen.Load(), needsCsum.Load())
 	if gso.Load() == 0 || maxLen.Load() <= 1514 {
