@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchyard-net/switchyard/switch/frame"
 	"github.com/switchyard-net/switchyard/switch/port"
+	"github.com/vishvananda/netlink"
 )
 
 // TestCloseWhileReading closes a port under a blocked Read and concurrent
@@ -52,7 +53,13 @@ func TestCloseWhileReading(t *testing.T) {
 					}
 				}()
 			}
-			time.Sleep(50 * time.Millisecond)
+			// Close only once writes are flowing.
+			for deadline := time.Now().Add(5 * time.Second); p.Stats().TxFrames < 1000; {
+				if time.Now().After(deadline) {
+					t.Fatalf("writers sent only %d frames in 5 s", p.Stats().TxFrames)
+				}
+				time.Sleep(time.Millisecond)
+			}
 			if err := p.Close(); err != nil {
 				t.Fatalf("close: %v", err)
 			}
@@ -129,11 +136,11 @@ func TestLinkDownUp(t *testing.T) {
 	if err := ns.nl.LinkSetDown(l); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	waitOper(t, ns, p.Name(), netlink.OperDown)
 	if err := ns.nl.LinkSetUp(l); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	waitOper(t, ns, p.Name(), netlink.OperUp)
 	want := testFrame(500, 9)
 	if n, err := q.Write([]port.Frame{{Data: want}}); n != 1 || err != nil {
 		t.Fatalf("write: %d, %v", n, err)
@@ -231,5 +238,23 @@ func TestZeroAllocs(t *testing.T) {
 				t.Errorf("%v allocations per Write+Read batch, want 0", a)
 			}
 		})
+	}
+}
+
+// waitOper waits up to 5 s for the named link's operational state.
+func waitOper(t *testing.T, ns *testNS, name string, want netlink.LinkOperState) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		l, err := ns.nl.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Attrs().OperState == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: operstate %v after 5 s, want %v", name, l.Attrs().OperState, want)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
