@@ -31,6 +31,7 @@ var allowed = map[string][]string{
 	"netns":                {},
 	"internal/nstest":      {},
 	"internal/atomicfile":  {},
+	"internal/testns":      {"internal/nstest", "netns"},
 }
 
 // TestImportGraph locks the direction of dependencies between our packages.

@@ -3,55 +3,30 @@
 package e2e
 
 import (
-	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/switchyard-net/switchyard/internal/nstest"
+	"github.com/switchyard-net/switchyard/internal/testns"
 	"github.com/switchyard-net/switchyard/netns"
 )
 
 // newNS creates a namespace removed at cleanup.
-func newNS(t *testing.T, prefix string) string {
-	t.Helper()
-	name := nstest.Name(prefix)
-	if err := netns.Create(name); err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Delete(name); err != nil {
-			t.Errorf("delete namespace %s: %v", name, err)
-		}
-	})
-	return name
-}
+func newNS(t *testing.T, prefix string) string { return testns.New(t, prefix) }
 
 // inNS runs a command inside namespace ns, bounded by timeout.
 func inNS(t *testing.T, timeout time.Duration, ns string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
-	return string(out), err
+	return testns.Exec(ns, timeout, args...)
 }
 
 // ping runs a bounded ping from ns and reports whether every reply came.
 func ping(t *testing.T, ns string, dst netip.Addr, count int) bool {
 	t.Helper()
-	out, err := inNS(t, time.Duration(count+3)*time.Second, ns, "ping", "-n", "-q", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "1", dst.String())
-	if err != nil {
-		t.Logf("ping %s from %s: %v\n%s", dst, ns, err, strings.TrimSpace(out))
-		return false
-	}
-	return strings.Contains(out, fmt.Sprintf("%d received", count))
+	return testns.Ping(t, ns, dst.String(), count)
 }
 
 // linkStats returns an interface's kernel counters inside ns.

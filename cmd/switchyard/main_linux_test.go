@@ -21,6 +21,7 @@ import (
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
 	"github.com/switchyard-net/switchyard/cmd/internal/daemon"
 	"github.com/switchyard-net/switchyard/internal/nstest"
+	"github.com/switchyard-net/switchyard/internal/testns"
 	"github.com/switchyard-net/switchyard/netns"
 )
 
@@ -90,28 +91,9 @@ func (e *env) ok(t *testing.T, args ...string) string {
 	return out
 }
 
-func newNS(t *testing.T) string {
-	t.Helper()
-	name := nstest.Name("syc")
-	if err := netns.Create(name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if netns.Exists(name) {
-			if err := netns.Delete(name); err != nil {
-				t.Errorf("delete namespace %s: %v", name, err)
-			}
-		}
-	})
-	return name
-}
+func newNS(t *testing.T) string { return testns.New(t, "syc") }
 
-func inNS(ns string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
-	return string(out), err
-}
+func inNS(ns string, args ...string) (string, error) { return testns.Exec(ns, 10*time.Second, args...) }
 
 func mustPing(t *testing.T, ns, addr string) {
 	t.Helper()
@@ -121,10 +103,7 @@ func mustPing(t *testing.T, ns, addr string) {
 	}
 }
 
-func pingFails(ns, addr string) bool {
-	_, err := inNS(ns, "ping", "-n", "-q", "-c", "1", "-W", "1", addr)
-	return err != nil
-}
+func pingFails(ns, addr string) bool { return testns.PingFails(ns, addr) }
 
 func inspect(t *testing.T, e *env, name string) api.Network {
 	t.Helper()

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +19,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
-	"github.com/switchyard-net/switchyard/internal/nstest"
+	"github.com/switchyard-net/switchyard/internal/testns"
 	"github.com/switchyard-net/switchyard/netns"
 )
 
@@ -73,47 +72,19 @@ func stateDir(t *testing.T) string {
 }
 
 // newNS creates a namespace removed at cleanup.
-func newNS(t *testing.T) string {
-	t.Helper()
-	name := nstest.Name("syd")
-	if err := netns.Create(name); err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if netns.Exists(name) {
-			if err := netns.Delete(name); err != nil {
-				t.Errorf("delete namespace %s: %v", name, err)
-			}
-		}
-	})
-	return name
-}
+func newNS(t *testing.T) string { return testns.New(t, "syd") }
 
 // inNS runs a command inside namespace ns, bounded in time.
-func inNS(ns string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
-	return string(out), err
-}
+func inNS(ns string, args ...string) (string, error) { return testns.Exec(ns, 10*time.Second, args...) }
 
 // ping reports whether 2 pings from ns to addr all got replies.
 func ping(t *testing.T, ns, addr string) bool {
 	t.Helper()
-	out, err := inNS(ns, "ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", addr)
-	if err != nil {
-		t.Logf("ping %s from %s: %v: %s", addr, ns, err, strings.TrimSpace(out))
-		return false
-	}
-	return strings.Contains(out, "2 received")
+	return testns.Ping(t, ns, addr, 2)
 }
 
 // pingNone reports whether a single ping from ns to addr got no reply.
-func pingNone(t *testing.T, ns, addr string) bool {
-	t.Helper()
-	_, err := inNS(ns, "ping", "-n", "-q", "-c", "1", "-W", "1", addr)
-	return err != nil
-}
+func pingNone(t *testing.T, ns, addr string) bool { return testns.PingFails(ns, addr) }
 
 func mustPing(t *testing.T, ns, addr string) {
 	t.Helper()

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/switchyard-net/switchyard/internal/nstest"
+	"github.com/switchyard-net/switchyard/internal/testns"
 	"github.com/switchyard-net/switchyard/netns"
 	"github.com/switchyard-net/switchyard/switch/port"
 	"github.com/switchyard-net/switchyard/switch/port/tap"
@@ -18,19 +19,7 @@ import (
 var ourMAC = net.HardwareAddr{0x02, 0x53, 0x59, 0xee, 0, 1}
 
 // newNS creates a namespace that the test's cleanup deletes.
-func newNS(t *testing.T) string {
-	t.Helper()
-	name := nstest.Name("sytap")
-	if err := netns.Create(name); err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Delete(name); err != nil {
-			t.Errorf("delete namespace %s: %v", name, err)
-		}
-	})
-	return name
-}
+func newNS(t *testing.T) string { return testns.New(t, "sytap") }
 
 // tapIn creates a TAP with queues queues in a new namespace, addressed addr
 // (e.g. 198.18.1.2/24), and returns the namespace and the queues, closed in
