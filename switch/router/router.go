@@ -151,10 +151,9 @@ func (p *Port) Write(frames []port.Frame) (int, error) {
 		switch {
 		case pr.EtherType == frame.EtherTypeARP:
 			n = p.arpReply(&pr, d, buf[:])
-		case pr.IPVersion == 4 && pr.Proto == frame.ProtoICMPv4 && pr.ICMPType == frame.ICMPv4EchoRequest:
-			n = p.echoReply4(&pr, d, buf[:])
-		case pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == frame.ICMPv6EchoRequest:
-			n = p.echoReply6(&pr, d, buf[:])
+		case pr.IPVersion == 4 && pr.Proto == frame.ProtoICMPv4 && pr.ICMPType == frame.ICMPv4EchoRequest,
+			pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == frame.ICMPv6EchoRequest:
+			n = p.echoReply(&pr, d, buf[:])
 		case pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == icmpv6NeighborSolicit:
 			n = p.neighborAdvert(&pr, d, buf[:])
 		case pr.IsIP() && pr.DstMAC == p.mac && !has(p.v4, pr.DstIP) && !has(p.v6, pr.DstIP):
@@ -197,11 +196,21 @@ func pad(out []byte, n int) int {
 	return n
 }
 
-func (p *Port) echoReply4(pr *frame.Parsed, d, out []byte) int {
-	if !has(p.v4, pr.DstIP) || pr.Frag != frame.NotFragment || pr.L3End > len(out) || pr.VLANTags > 0 {
-		if !has(p.v4, pr.DstIP) {
+// echoReply answers an echo request to one of ours: the request copied
+// into out, addresses and MACs swapped, TTL/hop limit 64, type set to reply
+// and the checksum filled. It returns the reply's length, 0 for none.
+func (p *Port) echoReply(pr *frame.Parsed, d, out []byte) int {
+	ours := p.v4
+	if pr.IPVersion == 6 {
+		ours = p.v6
+	}
+	if !has(ours, pr.DstIP) {
+		if !pr.DstIP.IsMulticast() {
 			p.unrt.Add(1)
 		}
+		return 0
+	}
+	if pr.Frag != frame.NotFragment || pr.L3End > len(out) || pr.VLANTags > 0 {
 		return 0
 	}
 	n := pr.L3End
@@ -209,36 +218,23 @@ func (p *Port) echoReply4(pr *frame.Parsed, d, out []byte) int {
 	eth := frame.Ethernet(out[:n])
 	eth.SetDst(pr.SrcMAC)
 	eth.SetSrc(p.mac)
-	ip := frame.IPv4(out[pr.L3Off:n])
-	ip.SetSrc(pr.DstIP)
-	ip.SetDst(pr.SrcIP)
-	ip.SetTTL(64)
-	icmp := frame.ICMPv4(out[pr.L4Off:n])
-	icmp[0] = frame.ICMPv4EchoReply
-	icmp.FillChecksum()
-	p.echo.Add(1)
-	return pad(out, n)
-}
-
-func (p *Port) echoReply6(pr *frame.Parsed, d, out []byte) int {
-	if !has(p.v6, pr.DstIP) || pr.Frag != frame.NotFragment || pr.L3End > len(out) || pr.VLANTags > 0 {
-		if !has(p.v6, pr.DstIP) && !pr.DstIP.IsMulticast() {
-			p.unrt.Add(1)
-		}
-		return 0
+	if pr.IPVersion == 4 {
+		ip := frame.IPv4(out[pr.L3Off:n])
+		ip.SetSrc(pr.DstIP)
+		ip.SetDst(pr.SrcIP)
+		ip.SetTTL(64)
+		icmp := frame.ICMPv4(out[pr.L4Off:n])
+		icmp[0] = frame.ICMPv4EchoReply
+		icmp.FillChecksum()
+	} else {
+		ip := frame.IPv6(out[pr.L3Off:n])
+		ip.SetSrc(pr.DstIP)
+		ip.SetDst(pr.SrcIP)
+		ip.SetHopLimit(64)
+		icmp := frame.ICMPv6(out[pr.L4Off:n])
+		icmp[0] = frame.ICMPv6EchoReply
+		icmp.FillChecksum(pr.DstIP, pr.SrcIP)
 	}
-	n := pr.L3End
-	copy(out, d[:n])
-	eth := frame.Ethernet(out[:n])
-	eth.SetDst(pr.SrcMAC)
-	eth.SetSrc(p.mac)
-	ip := frame.IPv6(out[pr.L3Off:n])
-	ip.SetSrc(pr.DstIP)
-	ip.SetDst(pr.SrcIP)
-	ip.SetHopLimit(64)
-	icmp := frame.ICMPv6(out[pr.L4Off:n])
-	icmp[0] = frame.ICMPv6EchoReply
-	icmp.FillChecksum(pr.DstIP, pr.SrcIP)
 	p.echo.Add(1)
 	return pad(out, n)
 }

@@ -4,8 +4,6 @@ package afpacket
 
 import (
 	"errors"
-	"net"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,84 +75,5 @@ func TestTCPThroughForwarder(t *testing.T) {
 		total>>20, el.Round(time.Millisecond), float64(total)*8/el.Seconds()/1e9, f.maxFrame.Load(), f.gso.Load(), f.pa.Stats(), f.pb.Stats())
 	if f.maxFrame.Load() <= 1514 || f.gso.Load() == 0 {
 		t.Errorf("largest frame %d, %d GSO frames: want super-frames larger than the MTU", f.maxFrame.Load(), f.gso.Load())
-	}
-}
-
-// TestLonePingLatency measures the round trip of lone UDP pings A -> B ->
-// A through the forwarder for both ring versions. It only reports: timing
-// is for benchmarks, not assertions.
-func TestLonePingLatency(t *testing.T) {
-	if testing.Short() {
-		t.Skip("latency measurement")
-	}
-	for _, tc := range []struct {
-		name string
-		cfg  Config
-	}{
-		{"V3", Config{Version: TPacketV3}},
-		{"V2", Config{Version: TPacketV2}},
-		{"kernel-veth-direct", Config{}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var f *fwdTopo
-			if tc.name == "kernel-veth-direct" {
-				// Baseline: A and B on one veth pair, no switch.
-				nstest.RequirePriv(t)
-				nstest.CheckLeaks(t)
-				f = &fwdTopo{a: newNS(t), b: newNS(t)}
-				a0, b0 := f.a.veth(t, f.b)
-				f.a.addr(t, a0, "198.18.0.1/24")
-				f.b.addr(t, b0, "198.18.0.2/24")
-			} else {
-				f = newFwdTopo(t, &tc.cfg)
-			}
-			var srv, cli *net.UDPConn
-			if err := f.b.do(func() (err error) {
-				srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(198, 18, 0, 2), Port: 7})
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
-			go func() {
-				b := make([]byte, 2048)
-				for {
-					n, from, err := srv.ReadFromUDP(b)
-					if err != nil {
-						return
-					}
-					srv.WriteToUDP(b[:n], from)
-				}
-			}()
-			if err := f.a.do(func() (err error) {
-				cli, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 2), Port: 7})
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			defer cli.Close()
-			var rtts []time.Duration
-			b := make([]byte, 64)
-			for i := 0; i < 300; i++ {
-				cli.SetDeadline(time.Now().Add(time.Second))
-				t0 := time.Now()
-				if _, err := cli.Write(b); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := cli.Read(b); err != nil {
-					continue // the first may wait for ARP; count only answers
-				}
-				if i >= 10 {
-					rtts = append(rtts, time.Since(t0))
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
-			if len(rtts) < 100 {
-				t.Fatalf("only %d answers", len(rtts))
-			}
-			sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
-			t.Logf("%s lone UDP ping RTT: p50 %v p90 %v p99 %v (n=%d)", tc.name,
-				rtts[len(rtts)/2], rtts[len(rtts)*9/10], rtts[len(rtts)*99/100], len(rtts))
-		})
 	}
 }

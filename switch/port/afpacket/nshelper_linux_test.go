@@ -145,12 +145,3 @@ func (ns *testNS) addr(t testing.TB, ifname, cidr string) {
 		t.Fatalf("addr %s on %s: %v", cidr, ifname, err)
 	}
 }
-
-func (ns *testNS) hwaddr(t testing.TB, ifname string) net.HardwareAddr {
-	t.Helper()
-	l, err := ns.nl.LinkByName(ifname)
-	if err != nil {
-		t.Fatalf("link %s: %v", ifname, err)
-	}
-	return l.Attrs().HardwareAddr
-}
