@@ -1,0 +1,579 @@
+package nat
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard-net/switchyard/switch/frame"
+)
+
+// Config sets up a NAT. Addresses are IPv4; the NAT leaves IPv6 alone.
+type Config struct {
+	// Inside are the network's subnets: the hosts behind the NAT.
+	Inside []netip.Prefix
+	// Gateway is the gateway's inside address. Hairpin flows (an endpoint
+	// reaching a published port through an external address) leave it
+	// with this source, so that the reply comes back through the NAT.
+	Gateway netip.Addr
+	// External are the uplink addresses. Masquerade uses the first.
+	External []netip.Addr
+	// Masquerade translates new flows from inside to the outside. Without
+	// it only published ports and their replies pass.
+	Masquerade bool
+	// Deny are destinations that flows from inside never reach (other
+	// networks' subnets).
+	Deny []netip.Prefix
+	// AllowFrom, when set, are the only sources from outside that may
+	// reach any published port.
+	AllowFrom []netip.Prefix
+	// MaxFlows bounds the table (default 262144, netfilter's default).
+	MaxFlows int
+	// Timeouts of idle flows; zero fields take DefaultTimeouts.
+	Timeouts Timeouts
+	// PortMin and PortMax bound the ports (and ICMP ids) masquerade
+	// allocates when a flow's own source port is taken; default 1024-65535.
+	PortMin, PortMax uint16
+	// Now is the clock's start; default time.Now().
+	Now time.Time
+}
+
+// DefaultMaxFlows is the default table size.
+const DefaultMaxFlows = 262144
+
+// MaxMaxFlows is the largest table a NAT takes.
+const MaxMaxFlows = 1 << 24
+
+// Mapping is a published port range: packets from outside to ExtIP (any
+// external address when unset) on ExtPort..ExtEnd go to CtrIP on
+// CtrPort..CtrPort+(ExtEnd-ExtPort), their source kept.
+type Mapping struct {
+	Proto     uint8 // frame.ProtoTCP or frame.ProtoUDP
+	ExtIP     netip.Addr
+	ExtPort   uint16
+	ExtEnd    uint16
+	CtrIP     netip.Addr
+	CtrPort   uint16
+	AllowFrom []netip.Prefix // if set, the only sources this mapping takes
+	Owner     string         // who published it (an endpoint), for listings
+}
+
+func (m Mapping) String() string {
+	ext := ""
+	if m.ExtIP.IsValid() {
+		ext = m.ExtIP.String() + ":"
+	}
+	proto := "tcp"
+	if m.Proto == frame.ProtoUDP {
+		proto = "udp"
+	}
+	n := m.ExtEnd - m.ExtPort
+	if n == 0 {
+		return fmt.Sprintf("%s%d -> %s:%d/%s", ext, m.ExtPort, m.CtrIP, m.CtrPort, proto)
+	}
+	return fmt.Sprintf("%s%d-%d -> %s:%d-%d/%s", ext, m.ExtPort, m.ExtEnd, m.CtrIP, m.CtrPort, m.CtrPort+n, proto)
+}
+
+type pfx struct{ net, mask uint32 }
+
+func (p pfx) has(a uint32) bool { return a&p.mask == p.net }
+
+func toPfx(ps []netip.Prefix) []pfx {
+	var out []pfx
+	for _, p := range ps {
+		if !p.Addr().Is4() {
+			continue
+		}
+		m := ^uint32(0)
+		if p.Bits() < 32 {
+			m = ^(^uint32(0) >> p.Bits())
+		}
+		out = append(out, pfx{addr32(p.Masked().Addr()) & m, m})
+	}
+	return out
+}
+
+func inAny(ps []pfx, a uint32) bool {
+	for _, p := range ps {
+		if p.has(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func addr32(a netip.Addr) uint32 {
+	if !a.Is4() {
+		return 0
+	}
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+func addrOf(a uint32) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], a)
+	return netip.AddrFrom4(b)
+}
+
+type mapping struct {
+	proto    uint8
+	ext      uint32 // 0: any external address
+	lo, hi   uint16
+	ctr      uint32
+	ctrLo    uint16
+	allow    []pfx
+	Mapping  Mapping
+	ownerKey string
+}
+
+// Verdict is what the caller does with a packet after Translate.
+type Verdict uint8
+
+// Verdicts.
+const (
+	// Pass: not a translated flow; the packet is unchanged and the caller
+	// handles it (the gateway's own addresses: ping, or a drop).
+	Pass Verdict = iota
+	// Forward: the packet was rewritten (or needs no rewrite) and goes on
+	// to its destination address.
+	Forward
+	// Drop: dropped, and counted under a Reason.
+	Drop
+)
+
+// Reason says why the NAT dropped a packet.
+type Reason uint8
+
+// Drop reasons.
+const (
+	ReasonNone         Reason = iota
+	ReasonMalformed           // truncated or inconsistent headers
+	ReasonBadChecksum         // a packet that would open a flow failed its checksum
+	ReasonNoFlow              // no flow matches and the packet cannot open one (TCP without SYN, ICMP reply, ICMP error)
+	ReasonFragment            // a later fragment whose first fragment was not seen
+	ReasonFiltered            // source not on the allow-list of a published port
+	ReasonDenied              // destination is another network
+	ReasonNotOurs             // from outside to an address that is not ours
+	ReasonTableFull           // the table is full and no unreplied flow could be evicted
+	ReasonNoPort              // no free port (or ICMP id) to masquerade with, or a reply tuple in use
+	ReasonNoMasquerade        // a new flow from inside on a network without masquerade
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"none", "malformed", "bad-checksum", "no-flow", "fragment-no-flow", "filtered", "denied",
+	"not-ours", "table-full", "no-port", "no-masquerade",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// NAT is one network's address translation. Translate is safe for
+// concurrent use; so are the other methods.
+type NAT struct {
+	inside  []pfx
+	gw      uint32
+	ext     []uint32
+	masq    bool
+	deny    []pfx
+	allow   []pfx
+	portMin uint16
+	portMax uint16
+
+	tmo   atomic.Pointer[secs]
+	maps  atomic.Pointer[[]mapping]
+	mapMu sync.Mutex // serialises mapping updates
+
+	t     *table
+	frags fragTable
+	start time.Time
+	rnd   atomic.Uint32
+
+	drops    [numReasons]atomic.Uint64
+	created  atomic.Uint64
+	evicted  atomic.Uint64
+	expiredN atomic.Uint64
+	sweepPos atomic.Uint32
+}
+
+// New returns a NAT for cfg.
+func New(cfg *Config) (*NAT, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	max := cfg.MaxFlows
+	if max == 0 {
+		max = DefaultMaxFlows
+	}
+	if max < 1 || max > MaxMaxFlows {
+		return nil, fmt.Errorf("nat: max flows %d out of range; want 1 to %d", max, MaxMaxFlows)
+	}
+	n := &NAT{
+		inside: toPfx(cfg.Inside), gw: addr32(cfg.Gateway), masq: cfg.Masquerade,
+		deny: toPfx(cfg.Deny), allow: toPfx(cfg.AllowFrom),
+		portMin: cfg.PortMin, portMax: cfg.PortMax, t: newTable(max), start: cfg.Now,
+	}
+	for _, a := range cfg.External {
+		if !a.Is4() {
+			return nil, fmt.Errorf("nat: external address %s is not IPv4", a)
+		}
+		n.ext = append(n.ext, addr32(a))
+	}
+	if n.masq && len(n.ext) == 0 {
+		return nil, errors.New("nat: masquerade needs an external address")
+	}
+	if n.portMin == 0 {
+		n.portMin = 1024
+	}
+	if n.portMax == 0 {
+		n.portMax = 65535
+	}
+	if n.portMin > n.portMax {
+		return nil, fmt.Errorf("nat: port range %d-%d is empty", n.portMin, n.portMax)
+	}
+	if n.start.IsZero() {
+		n.start = time.Now()
+	}
+	if err := n.SetTimeouts(cfg.Timeouts); err != nil {
+		return nil, err
+	}
+	n.maps.Store(&[]mapping{})
+	n.rnd.Store(uint32(n.t.seed))
+	return n, nil
+}
+
+// SetTimeouts replaces the timeouts; zero fields take the defaults. Flows
+// pick the new values up with their next packet.
+func (n *NAT) SetTimeouts(t Timeouts) error {
+	t = t.withDefaults()
+	for _, name := range TimeoutNames {
+		if d := *t.field(name); d < time.Second {
+			return fmt.Errorf("nat: timeout %s=%v is under a second", name, d)
+		}
+	}
+	s := t.secs()
+	n.tmo.Store(&s)
+	return nil
+}
+
+// Tick advances the NAT's clock to now and expires a slice of idle flows
+// (all of them over eight ticks). Call it about once a second.
+func (n *NAT) Tick(now time.Time) {
+	d := now.Sub(n.start)
+	if d < 0 {
+		d = 0
+	}
+	s := uint32(d / time.Second)
+	if s > n.t.now.Load() {
+		n.t.now.Store(s)
+	}
+	n.sweep(len(n.t.entries)/8 + 1)
+}
+
+// SweepAll expires every idle flow now.
+func (n *NAT) SweepAll() { n.sweep(len(n.t.entries)) }
+
+func (n *NAT) sweep(count int) {
+	total := uint32(len(n.t.entries))
+	now := n.t.now.Load()
+	pos := n.sweepPos.Load()
+	for range count {
+		idx := pos % total
+		pos++
+		e := &n.t.entries[idx]
+		st := e.state.Load()
+		if st&stLive == 0 || !expired(e.exp.Load(), now) {
+			continue
+		}
+		owner := &n.t.shards[n.t.ownerShard(idx)]
+		owner.mu.Lock()
+		gen := e.gen
+		owner.mu.Unlock()
+		if n.t.remove(idx, gen) {
+			n.expiredN.Add(1)
+		}
+	}
+	n.sweepPos.Store(pos % total)
+}
+
+func (n *NAT) isExt(a uint32) bool {
+	for _, e := range n.ext {
+		if e == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *NAT) drop(r Reason) Verdict {
+	n.drops[r].Add(1)
+	return Drop
+}
+
+// Translate looks up (or creates) the flow of the frame b, decoded in pr,
+// arriving from side, and rewrites it in place: addresses, ports or ICMP
+// id, checksums (incrementally; for a frame whose vnet header says its
+// checksum is partial, the pseudo-header seed). On Forward, pr's
+// addresses and ports describe the rewritten packet. The frame's TTL is
+// the caller's.
+func (n *NAT) Translate(side Side, b []byte, pr *frame.Parsed, vnet *frame.VNetHdr) Verdict {
+	if pr.IPVersion != 4 || pr.VLANTags != 0 {
+		return Pass
+	}
+	if pr.Reason != frame.OK || pr.L3End > len(b) {
+		return n.drop(ReasonMalformed)
+	}
+	if pr.Frag == frame.LaterFragment {
+		return n.laterFragment(side, b, pr)
+	}
+	k := key{src: addr32(pr.SrcIP), dst: addr32(pr.DstIP), proto: pr.Proto, side: side}
+	switch pr.Proto {
+	case frame.ProtoTCP, frame.ProtoUDP:
+		k.sport, k.dport = pr.SrcPort, pr.DstPort
+	case frame.ProtoICMPv4:
+		switch pr.ICMPType {
+		case frame.ICMPv4EchoRequest, frame.ICMPv4EchoReply:
+			k.sport, k.dport = pr.ICMPEchoID, pr.ICMPEchoID
+		case icmpDestUnreach, icmpTimeExceeded, icmpParamProblem, icmpSourceQuench:
+			return n.icmpError(side, b, pr, vnet)
+		default:
+			return Pass
+		}
+	}
+	var tgt key
+	if !n.lookup(k, pr, len(b), &tgt) {
+		return n.newFlow(k, b, pr, vnet)
+	}
+	n.rewrite(b, pr, vnet, k, tgt)
+	return Forward
+}
+
+// lookup finds k's flow, updates its state, expiry and counters, and sets
+// tgt to what the packet becomes. It reports false when there is no live
+// flow (an expired one is removed on the way).
+func (n *NAT) lookup(k key, pr *frame.Parsed, size int, tgt *key) bool {
+	t := n.t
+	h := t.hash(k)
+	s := &t.shards[t.shardOf(h)]
+	s.mu.Lock()
+	i := t.findLocked(s, k, h)
+	if i < 0 {
+		s.mu.Unlock()
+		return false
+	}
+	idx, dir := slotRef(s.slots[i])
+	e := &t.entries[idx]
+	now := t.now.Load()
+	if expired(e.exp.Load(), now) {
+		gen := e.gen
+		s.mu.Unlock()
+		if t.remove(idx, gen) {
+			n.expiredN.Add(1)
+		}
+		return false
+	}
+	tm := n.tmo.Load()
+	var st uint32
+	for {
+		old := e.state.Load()
+		st = old
+		if dir == 1 {
+			st |= stSeenReply
+		}
+		switch k.proto {
+		case frame.ProtoTCP:
+			st = tcpNext(st, dir, pr.TCPFlags)
+		case frame.ProtoUDP:
+			if dir == 1 {
+				st |= stAssured
+			}
+		}
+		if st == old || e.state.CompareAndSwap(old, st) {
+			break
+		}
+	}
+	var to uint32
+	switch k.proto {
+	case frame.ProtoTCP:
+		to = tm.tcp[st&stMask]
+	case frame.ProtoUDP:
+		to = tm.udp
+		if st&stAssured != 0 {
+			to = tm.udpStream
+		}
+	case frame.ProtoICMPv4:
+		to = tm.icmp
+	default:
+		to = tm.other
+	}
+	if exp := now + to; e.exp.Load() != exp {
+		e.exp.Store(exp)
+	}
+	e.pkts[dir].Add(1)
+	e.bytes.Add(uint64(size))
+	*tgt = e.key[1-dir].reverse(0)
+	s.mu.Unlock()
+	return true
+}
+
+// mappingFor returns the mapping a packet to dst:dport/proto hits, or nil.
+func (n *NAT) mappingFor(proto uint8, dst uint32, dport uint16) *mapping {
+	ms := *n.maps.Load()
+	for i := range ms {
+		m := &ms[i]
+		if m.proto == proto && dport >= m.lo && dport <= m.hi && (m.ext == 0 || m.ext == dst) {
+			return m
+		}
+	}
+	return nil
+}
+
+// opens reports whether a packet may open a new flow: a TCP SYN, any UDP
+// datagram, an ICMP echo request, any other protocol.
+func opens(pr *frame.Parsed) bool {
+	switch pr.Proto {
+	case frame.ProtoTCP:
+		return pr.TCPFlags&(tcpSYN|tcpACK|tcpRST|tcpFIN) == tcpSYN
+	case frame.ProtoICMPv4:
+		return pr.ICMPType == frame.ICMPv4EchoRequest
+	}
+	return true
+}
+
+// checksumOK verifies the transport checksum of a packet about to open a
+// flow. A partial checksum (offloaded) and a first fragment (the checksum
+// covers data not here) pass.
+func checksumOK(b []byte, pr *frame.Parsed, vnet *frame.VNetHdr) bool {
+	if (vnet != nil && vnet.Flags&(frame.VNetNeedsCsum|frame.VNetDataValid) != 0) || pr.Frag != frame.NotFragment {
+		return true
+	}
+	l4 := b[pr.L4Off:pr.L3End]
+	switch pr.Proto {
+	case frame.ProtoTCP:
+		return frame.TCP(l4).Verify(pr.SrcIP, pr.DstIP)
+	case frame.ProtoUDP:
+		return binary.BigEndian.Uint16(l4[6:]) == 0 || frame.UDP(l4).Verify(pr.SrcIP, pr.DstIP)
+	case frame.ProtoICMPv4:
+		return frame.ICMPv4(l4).Verify()
+	}
+	return true
+}
+
+func (n *NAT) initial(proto uint8, flags uint32) (st, exp uint32) {
+	tm := n.tmo.Load()
+	now := n.t.now.Load()
+	switch proto {
+	case frame.ProtoTCP:
+		return flags | tcpSynSent, now + tm.tcp[tcpSynSent]
+	case frame.ProtoUDP:
+		return flags, now + tm.udp
+	case frame.ProtoICMPv4:
+		return flags, now + tm.icmp
+	}
+	return flags, now + tm.other
+}
+
+// newFlow decides what a packet with no flow becomes, creates the flow and
+// rewrites the packet.
+func (n *NAT) newFlow(k key, b []byte, pr *frame.Parsed, vnet *frame.VNetHdr) Verdict {
+	if k.side == Inside {
+		if k.dst == n.gw || inAny(n.inside, k.dst) {
+			return Pass
+		}
+		if inAny(n.deny, k.dst) {
+			return n.drop(ReasonDenied)
+		}
+		if n.isExt(k.dst) {
+			m := n.mappingFor(k.proto, k.dst, k.dport)
+			if m == nil {
+				return Pass
+			}
+			// Hairpin: to the published endpoint, from the gateway.
+			to := key{src: n.gw, dst: m.ctr, sport: k.sport, dport: m.ctrLo + (k.dport - m.lo), proto: k.proto}
+			return n.open(k, to, stDNAT|stHairpin, b, pr, vnet)
+		}
+		if !n.masq {
+			return n.drop(ReasonNoMasquerade)
+		}
+		to := key{src: n.ext[0], dst: k.dst, sport: k.sport, dport: k.dport, proto: k.proto}
+		return n.open(k, to, 0, b, pr, vnet)
+	}
+	if !n.isExt(k.dst) {
+		return n.drop(ReasonNotOurs)
+	}
+	m := n.mappingFor(k.proto, k.dst, k.dport)
+	if m == nil {
+		return Pass
+	}
+	if (len(n.allow) > 0 && !inAny(n.allow, k.src)) || (len(m.allow) > 0 && !inAny(m.allow, k.src)) {
+		return n.drop(ReasonFiltered)
+	}
+	to := key{src: k.src, dst: m.ctr, sport: k.sport, dport: m.ctrLo + (k.dport - m.lo), proto: k.proto}
+	return n.open(k, to, stDNAT, b, pr, vnet)
+}
+
+// allocTries bounds the search for a free masquerade port.
+const allocTries = 128
+
+// open creates the flow k -> to and rewrites the packet. A masquerade or
+// hairpin flow whose source port is taken gets another from the port
+// range (ICMP: another echo id).
+func (n *NAT) open(k, to key, flags uint32, b []byte, pr *frame.Parsed, vnet *frame.VNetHdr) Verdict {
+	if !opens(pr) {
+		return n.drop(ReasonNoFlow)
+	}
+	if !checksumOK(b, pr, vnet) {
+		return n.drop(ReasonBadChecksum)
+	}
+	st, exp := n.initial(k.proto, flags)
+	replySide := Outside
+	if k.side == Outside || flags&stHairpin != 0 {
+		replySide = Inside
+	}
+	snat := to.src != k.src
+	icmp := k.proto == frame.ProtoICMPv4
+	for try := 0; try < allocTries; try++ {
+		if try > 0 {
+			if !snat || (k.proto != frame.ProtoTCP && k.proto != frame.ProtoUDP && !icmp) {
+				break
+			}
+			span := uint32(n.portMax-n.portMin) + 1
+			p := n.portMin + uint16(n.rnd.Add(0x9e3779b9)%span)
+			to.sport = p
+		}
+		if icmp {
+			to.dport = to.sport
+		}
+		idx, code, ev := n.t.insert(k, to.reverse(replySide), st, exp, len(b))
+		_ = idx
+		switch code {
+		case insOK:
+			n.created.Add(1)
+			if ev {
+				n.evicted.Add(1)
+			}
+			n.rewrite(b, pr, vnet, k, to)
+			return Forward
+		case insFull:
+			return n.drop(ReasonTableFull)
+		case insExistsOrig:
+			// Another goroutine opened it first: use it.
+			var tgt key
+			if n.lookup(k, pr, len(b), &tgt) {
+				n.rewrite(b, pr, vnet, k, tgt)
+				return Forward
+			}
+			return n.drop(ReasonNoFlow)
+		}
+	}
+	return n.drop(ReasonNoPort)
+}
