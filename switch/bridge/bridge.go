@@ -58,6 +58,10 @@ type Flags struct {
 	Flood      bool `json:"flood"`       // receives unknown unicast floods
 	McastFlood bool `json:"mcast_flood"` // receives multicast floods
 	BcastFlood bool `json:"bcast_flood"` // receives broadcast floods
+	// NoLearning: source MACs of frames from the port are not learned
+	// (the kernel's "learning off"), e.g. for a port that sends as a MAC
+	// that lives on another port, as a gateway's uplink side does.
+	NoLearning bool `json:"no_learning,omitempty"`
 }
 
 // DefaultFlags are a new port's flags, as on a kernel bridge: no hairpin, not
@@ -70,6 +74,7 @@ const (
 	fFlood
 	fMcastFlood
 	fBcastFlood
+	fNoLearning
 )
 
 func (f Flags) bits() uint32 {
@@ -77,7 +82,7 @@ func (f Flags) bits() uint32 {
 	for _, x := range []struct {
 		on  bool
 		bit uint32
-	}{{f.Hairpin, fHairpin}, {f.Isolated, fIsolated}, {f.Flood, fFlood}, {f.McastFlood, fMcastFlood}, {f.BcastFlood, fBcastFlood}} {
+	}{{f.Hairpin, fHairpin}, {f.Isolated, fIsolated}, {f.Flood, fFlood}, {f.McastFlood, fMcastFlood}, {f.BcastFlood, fBcastFlood}, {f.NoLearning, fNoLearning}} {
 		if x.on {
 			b |= x.bit
 		}
@@ -92,6 +97,7 @@ func flagsFromBits(b uint32) Flags {
 		Flood:      b&fFlood != 0,
 		McastFlood: b&fMcastFlood != 0,
 		BcastFlood: b&fBcastFlood != 0,
+		NoLearning: b&fNoLearning != 0,
 	}
 }
 

@@ -208,14 +208,16 @@ func (b *Bridge) forward(in *bport, frames []port.Frame, st *staging) {
 		var dst, src fdb.MAC
 		copy(dst[:], d[0:6])
 		copy(src[:], d[6:12])
-		switch b.fdb.Learn(src, in.id, now) {
-		case fdb.Ignored:
-			in.c.drops[DropBadSource].Add(1)
-			continue
-		case fdb.Static:
-			if p, ok := b.fdb.Lookup(src, now); ok && p != in.id {
-				in.c.drops[DropLooped].Add(1)
+		if inFlags&fNoLearning == 0 {
+			switch b.fdb.Learn(src, in.id, now) {
+			case fdb.Ignored:
+				in.c.drops[DropBadSource].Add(1)
 				continue
+			case fdb.Static:
+				if p, ok := b.fdb.Lookup(src, now); ok && p != in.id {
+					in.c.drops[DropLooped].Add(1)
+					continue
+				}
 			}
 		}
 		if dst[0]&1 != 0 {

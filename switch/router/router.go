@@ -5,6 +5,15 @@
 //
 // The bridge writes to it like to any port (floods and frames for its MAC);
 // replies are queued and read back by the bridge.
+//
+// With an uplink and a NAT (package nat) it also routes IPv4: frames for the
+// gateway's MAC from the endpoints are translated and sent out of the uplink
+// port to their next hop, resolved with ARP on the uplink; frames arriving
+// on the uplink for the uplink's MAC are translated and handed to the bridge
+// by a second bridge port (Uplink), addressed to the endpoint's MAC. Both
+// directions rewrite the frames in place (the TTL too) and copy nothing
+// but into the egress port; ARP requests, replies, ICMP errors and TCP
+// resets the gateway makes itself are small frames of its own.
 package router
 
 import (
@@ -14,6 +23,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/switchyard-net/switchyard/nat"
 	"github.com/switchyard-net/switchyard/switch/frame"
 	"github.com/switchyard-net/switchyard/switch/port"
 )
@@ -25,6 +35,25 @@ type Config struct {
 	Addrs  []netip.Prefix // the gateway's addresses, IPv4 and/or IPv6
 	MTU    int            // default 1500
 	Logger *zap.Logger
+	// NAT translates what the gateway routes. Without one (or without an
+	// uplink) the gateway routes nothing.
+	NAT *nat.NAT
+	// Uplink is the way out; nil for an internal network.
+	Uplink *UplinkConfig
+	// Neighbours bounds each ARP table (default DefaultNeighbours).
+	Neighbours int
+}
+
+// UplinkConfig is the gateway's side on the uplink segment.
+type UplinkConfig struct {
+	Port port.Port // the uplink interface's port; the gateway owns it
+	Name string    // the uplink interface's name, for logs and listings
+	MAC  frame.MAC // the gateway's own MAC on the uplink
+	// Addrs are the external addresses, each with its on-link prefix.
+	Addrs []netip.Prefix
+	// Gateway is the next hop for destinations off the uplink's prefixes;
+	// unset, only on-link destinations are reachable.
+	Gateway netip.Addr
 }
 
 // Counters are a gateway's own counters.
@@ -33,9 +62,20 @@ type Counters struct {
 	NDPAdverts   uint64 `json:"ndp_adverts"`
 	EchoReplies  uint64 `json:"echo_replies"`
 	NotForUs     uint64 `json:"not_for_us"`    // floods and frames for other hosts
-	Unroutable   uint64 `json:"unroutable"`    // IP to our MAC for another address: no uplink to route to
+	Unroutable   uint64 `json:"unroutable"`    // IP to our MAC for another address: no uplink to route to, or nothing published there
 	Malformed    uint64 `json:"malformed"`     // failed to decode
 	QueueDropped uint64 `json:"queue_dropped"` // replies lost to a full queue
+	// Routing, with an uplink.
+	RoutedOut    uint64 `json:"routed_out,omitempty"`    // endpoints to the uplink
+	RoutedIn     uint64 `json:"routed_in,omitempty"`     // uplink to endpoints
+	Hairpinned   uint64 `json:"hairpinned,omitempty"`    // endpoint to endpoint through the NAT
+	NATDropped   uint64 `json:"nat_dropped,omitempty"`   // dropped by the NAT (see its stats)
+	NeighMiss    uint64 `json:"neigh_miss,omitempty"`    // dropped while the next hop's MAC was being resolved
+	NoRoute      uint64 `json:"no_route,omitempty"`      // off-link destination and no uplink gateway
+	TTLExceeded  uint64 `json:"ttl_exceeded,omitempty"`  // TTL ran out: ICMP time exceeded sent
+	Resets       uint64 `json:"resets,omitempty"`        // TCP resets and port unreachables for unpublished ports
+	ARPRequests  uint64 `json:"arp_requests,omitempty"`  // sent to resolve next hops
+	OffloadDrops uint64 `json:"offload_drops,omitempty"` // GSO frames for an uplink that takes no offloads
 }
 
 // Port is a gateway port. It implements port.Port.
@@ -55,6 +95,8 @@ type Port struct {
 	unrt  atomic.Uint64
 	bad   atomic.Uint64
 	qdrop atomic.Uint64
+
+	routing // with an uplink
 }
 
 var (
@@ -82,7 +124,13 @@ func New(cfg *Config) *Port {
 			p.v6 = append(p.v6, a.Addr())
 		}
 	}
-	p.q = port.NewQueue(128, 9216)
+	slot := 9216
+	if cfg.NAT != nil && cfg.Uplink != nil {
+		// Hairpinned GSO super-frames pass through the queue.
+		slot = 65536 + 32
+	}
+	p.q = port.NewQueue(128, slot)
+	p.initRouting(cfg)
 	return p
 }
 
@@ -93,10 +141,12 @@ func (p *Port) Stats() port.Stats { return p.ctr.Snapshot() }
 
 // Counters returns the gateway's own counters.
 func (p *Port) Counters() Counters {
-	return Counters{
+	c := Counters{
 		ARPReplies: p.arp.Load(), NDPAdverts: p.ndp.Load(), EchoReplies: p.echo.Load(),
 		NotForUs: p.other.Load(), Unroutable: p.unrt.Load(), Malformed: p.bad.Load(), QueueDropped: p.qdrop.Load(),
 	}
+	p.routingCounters(&c)
+	return c
 }
 
 // Read returns queued replies.
@@ -114,11 +164,18 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 	return n, nil
 }
 
-// Close implements port.Port.
+// Close implements port.Port. It closes the uplink port too.
 func (p *Port) Close() error {
 	p.q.Close()
+	if p.up != nil {
+		return p.up.p.Close()
+	}
 	return nil
 }
+
+// Offloads implements port.Offloader: with an uplink the gateway takes
+// GSO super-frames and partial checksums as they come, and passes them on.
+func (p *Port) Offloads() bool { return p.up != nil }
 
 func has(list []netip.Addr, a netip.Addr) bool {
 	for _, x := range list {
@@ -129,13 +186,17 @@ func has(list []netip.Addr, a netip.Addr) bool {
 	return false
 }
 
-// Write takes frames from the bridge and queues the replies they call for.
-// It is safe for concurrent use.
+// Write takes frames from the bridge: it queues the replies they call for,
+// and with an uplink routes IPv4 through the NAT. It is safe for
+// concurrent use.
 func (p *Port) Write(frames []port.Frame) (int, error) {
-	var pr frame.Parsed
-	var buf [9216]byte
+	sc := p.scratch.Get().(*scratch)
+	defer p.scratch.Put(sc)
+	sc.reset()
+	pr := &sc.pr
 	for i := range frames {
-		d := frames[i].Data
+		f := &frames[i]
+		d := f.Data
 		p.ctr.TxFrames.Add(1)
 		p.ctr.TxBytes.Add(uint64(len(d)))
 		pr.Decode(d)
@@ -150,24 +211,33 @@ func (p *Port) Write(frames []port.Frame) (int, error) {
 		var n int
 		switch {
 		case pr.EtherType == frame.EtherTypeARP:
-			n = p.arpReply(&pr, d, buf[:])
-		case pr.IPVersion == 4 && pr.Proto == frame.ProtoICMPv4 && pr.ICMPType == frame.ICMPv4EchoRequest,
-			pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == frame.ICMPv6EchoRequest:
-			n = p.echoReply(&pr, d, buf[:])
+			p.learnInside(pr)
+			n = p.arpReply(pr, d, sc.reply[:])
+		case pr.IPVersion == 4 && pr.DstMAC == p.mac:
+			p.learnInside(pr)
+			n = p.route(sc, f)
+		case pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == frame.ICMPv6EchoRequest:
+			n = p.echoReply(pr, d, sc.reply[:], p.mac, p.v6)
 		case pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == icmpv6NeighborSolicit:
-			n = p.neighborAdvert(&pr, d, buf[:])
+			n = p.neighborAdvert(pr, d, sc.reply[:])
 		case pr.IsIP() && pr.DstMAC == p.mac && !has(p.v4, pr.DstIP) && !has(p.v6, pr.DstIP):
 			p.unrt.Add(1)
 		default:
 			p.other.Add(1)
 		}
 		if n > 0 {
-			if k, _ := p.q.Put([]port.Frame{{Data: buf[:n]}}); k == 0 {
-				p.qdrop.Add(1)
-			}
+			p.queue(port.Frame{Data: sc.reply[:n]})
 		}
 	}
+	p.flushUp(sc)
 	return len(frames), nil
+}
+
+// queue hands a frame to the bridge through the gateway port's Read.
+func (p *Port) queue(f port.Frame) {
+	if k, _ := p.q.Put([]port.Frame{f}); k == 0 {
+		p.qdrop.Add(1)
+	}
 }
 
 func (p *Port) arpReply(pr *frame.Parsed, d, out []byte) int {
@@ -196,14 +266,10 @@ func pad(out []byte, n int) int {
 	return n
 }
 
-// echoReply answers an echo request to one of ours: the request copied
-// into out, addresses and MACs swapped, TTL/hop limit 64, type set to reply
+// echoReply answers an echo request to one of ours (from mac): the request
+// copied into out, addresses and MACs swapped, TTL/hop limit 64, type set to reply
 // and the checksum filled. It returns the reply's length, 0 for none.
-func (p *Port) echoReply(pr *frame.Parsed, d, out []byte) int {
-	ours := p.v4
-	if pr.IPVersion == 6 {
-		ours = p.v6
-	}
+func (p *Port) echoReply(pr *frame.Parsed, d, out []byte, mac frame.MAC, ours []netip.Addr) int {
 	if !has(ours, pr.DstIP) {
 		if !pr.DstIP.IsMulticast() {
 			p.unrt.Add(1)
@@ -217,7 +283,7 @@ func (p *Port) echoReply(pr *frame.Parsed, d, out []byte) int {
 	copy(out, d[:n])
 	eth := frame.Ethernet(out[:n])
 	eth.SetDst(pr.SrcMAC)
-	eth.SetSrc(p.mac)
+	eth.SetSrc(mac)
 	if pr.IPVersion == 4 {
 		ip := frame.IPv4(out[pr.L3Off:n])
 		ip.SetSrc(pr.DstIP)

@@ -47,7 +47,7 @@ func exchange(t *testing.T, p *Port, f []byte) []gopacket.Packet {
 	return out
 }
 
-func arpRequest(t *testing.T, target netip.Addr) []byte {
+func arpReq(t *testing.T, target netip.Addr) []byte {
 	return build(t,
 		&layers.Ethernet{SrcMAC: hostMAC, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
 		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
@@ -57,7 +57,7 @@ func arpRequest(t *testing.T, target netip.Addr) []byte {
 
 func TestARP(t *testing.T) {
 	p := newGW()
-	got := exchange(t, p, arpRequest(t, gw4))
+	got := exchange(t, p, arpReq(t, gw4))
 	if len(got) != 1 {
 		t.Fatalf("%d replies, want 1", len(got))
 	}
@@ -74,7 +74,7 @@ func TestARP(t *testing.T) {
 		net.IP(arp.DstProtAddress).String() != host4.String() || net.HardwareAddr(arp.DstHwAddress).String() != hostMAC.String() {
 		t.Errorf("ARP reply = %+v", arp)
 	}
-	if len(exchange(t, p, arpRequest(t, netip.MustParseAddr("198.18.0.99")))) != 0 {
+	if len(exchange(t, p, arpReq(t, netip.MustParseAddr("198.18.0.99")))) != 0 {
 		t.Error("answered ARP for an address that is not ours")
 	}
 	if c := p.Counters(); c.ARPReplies != 1 || c.NotForUs != 1 {
@@ -177,7 +177,7 @@ func TestUnroutableAndGarbage(t *testing.T) {
 func FuzzWrite(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8, 6})
 	t := &testing.T{}
-	f.Add(arpRequest(t, gw4))
+	f.Add(arpReq(t, gw4))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p := newGW()
 		if n, _ := p.Write([]port.Frame{{Data: b}}); n != 1 {
@@ -197,7 +197,7 @@ func FuzzWrite(f *testing.F) {
 // queueing its reply must not allocate.
 func TestWriteZeroAllocs(t *testing.T) {
 	p := newGW()
-	req := []port.Frame{{Data: arpRequest(t, gw4)}}
+	req := []port.Frame{{Data: arpReq(t, gw4)}}
 	out := make([]port.Frame, 4)
 	if a := testing.AllocsPerRun(200, func() { p.Write(req); p.q.Get(out) }); a != 0 {
 		t.Errorf("Write+Get of an ARP request: %v allocs, want 0", a)

@@ -1,0 +1,480 @@
+package router
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard-net/switchyard/nat"
+	"github.com/switchyard-net/switchyard/switch/frame"
+	"github.com/switchyard-net/switchyard/switch/port"
+)
+
+// routing is the gateway's L3 state; all zero without an uplink.
+type routing struct {
+	nat     *nat.NAT
+	up      *Uplink
+	inside  []netip.Prefix
+	inNeigh *neighTable
+	scratch sync.Pool
+	start   time.Time
+	now     atomic.Uint32 // seconds since start, advanced by Tick
+
+	routedOut, routedIn, hairpin, natDrop, neighMiss, noRoute, ttl, resets, arpReq, offDrop atomic.Uint64
+}
+
+// scratch is one Write call's working memory.
+type scratch struct {
+	pr    frame.Parsed
+	reply [9216]byte      // a reply to queue (copied by the queue)
+	up    []port.Frame    // frames for the uplink, written once per batch
+	arena [16][1600]byte // frames the gateway makes for the uplink
+	used  int
+}
+
+func (s *scratch) reset() {
+	clear(s.up)
+	s.up = s.up[:0]
+	s.used = 0
+}
+
+// buf returns a buffer for a frame of our own for the uplink, or nil when
+// the batch has made too many.
+func (s *scratch) buf() []byte {
+	if s.used == len(s.arena) {
+		return nil
+	}
+	s.used++
+	return s.arena[s.used-1][:]
+}
+
+func (p *Port) initRouting(cfg *Config) {
+	p.scratch.New = func() any { return &scratch{} }
+	p.start = time.Now()
+	max := cfg.Neighbours
+	if max <= 0 {
+		max = DefaultNeighbours
+	}
+	p.inNeigh = newNeighTable(max)
+	for _, a := range cfg.Addrs {
+		if a.Addr().Is4() {
+			p.inside = append(p.inside, a.Masked())
+		}
+	}
+	if cfg.NAT == nil || cfg.Uplink == nil {
+		return
+	}
+	p.nat = cfg.NAT
+	u := &Uplink{r: p, p: cfg.Uplink.Port, name: cfg.Uplink.Name, mac: cfg.Uplink.MAC, gw: cfg.Uplink.Gateway, neigh: newNeighTable(max)}
+	for _, a := range cfg.Uplink.Addrs {
+		u.addrs = append(u.addrs, a.Addr())
+		u.onlink = append(u.onlink, a.Masked())
+	}
+	if o, ok := u.p.(port.Offloader); ok {
+		u.offloads = o.Offloads()
+	}
+	u.frames = make([]port.Frame, u.p.BatchSize())
+	u.sc.reset()
+	p.up = u
+}
+
+// Tick advances the gateway's clock (neighbour ageing); call it about once
+// a second.
+func (p *Port) Tick(now time.Time) {
+	if d := now.Sub(p.start); d > 0 {
+		p.now.Store(uint32(d / time.Second))
+	}
+}
+
+// Uplink returns the bridge port that brings frames in from the uplink, or
+// nil without one. Add it to the bridge with learning and every kind of
+// flood off: it only ever sends (as the gateway's MAC, to endpoints' MACs).
+func (p *Port) Uplink() *Uplink { return p.up }
+
+// SetNeighbour pins an endpoint's address to its MAC, so inbound flows
+// reach it before it has sent anything; an invalid mac removes the pin.
+func (p *Port) SetNeighbour(a netip.Addr, mac frame.MAC, ok bool) {
+	if ok {
+		p.inNeigh.setStatic(a, mac)
+	} else {
+		p.inNeigh.remove(a)
+	}
+}
+
+// Neighbours lists the gateway's ARP tables: the endpoints', and the
+// uplink's.
+func (p *Port) Neighbours() (inside, uplink []Neighbour) {
+	now := p.now.Load()
+	inside = p.inNeigh.list(now)
+	if p.up != nil {
+		uplink = p.up.neigh.list(now)
+	}
+	return inside, uplink
+}
+
+// routingCounters fills the routing part of c.
+func (p *Port) routingCounters(c *Counters) {
+	c.RoutedOut, c.RoutedIn, c.Hairpinned = p.routedOut.Load(), p.routedIn.Load(), p.hairpin.Load()
+	c.NATDropped, c.NeighMiss, c.NoRoute = p.natDrop.Load(), p.neighMiss.Load(), p.noRoute.Load()
+	c.TTLExceeded, c.Resets, c.ARPRequests, c.OffloadDrops = p.ttl.Load(), p.resets.Load(), p.arpReq.Load(), p.offDrop.Load()
+}
+
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// learnInside notes an endpoint's MAC from a frame it sent us.
+func (p *Port) learnInside(pr *frame.Parsed) {
+	if pr.SrcIP.Is4() && inPrefixes(p.inside, pr.SrcIP) && !pr.SrcMAC.IsMulticast() {
+		p.inNeigh.learn(pr.SrcIP, pr.SrcMAC, p.now.Load())
+	}
+}
+
+// route handles an IPv4 frame for the gateway's MAC from an endpoint. It
+// returns the length of a reply left in sc.reply, or 0.
+func (p *Port) route(sc *scratch, f *port.Frame) int {
+	pr := &sc.pr
+	d := f.Data
+	ours := has(p.v4, pr.DstIP) || (p.up != nil && has(p.up.addrs, pr.DstIP))
+	echo := pr.Proto == frame.ProtoICMPv4 && pr.ICMPType == frame.ICMPv4EchoRequest
+	if p.up == nil {
+		if echo {
+			return p.echoReply(pr, d, sc.reply[:], p.mac, p.v4)
+		}
+		p.unrt.Add(1)
+		return 0
+	}
+	if !ours && pr.TTL <= 1 {
+		return p.timeExceeded(sc, pr, d)
+	}
+	switch p.nat.Translate(nat.Inside, d, pr, &f.VNet) {
+	case nat.Pass:
+		if echo && ours {
+			all := p.v4
+			if !has(all, pr.DstIP) {
+				all = p.up.addrs
+			}
+			return p.echoReply(pr, d, sc.reply[:], p.mac, all)
+		}
+		p.unrt.Add(1)
+		return 0
+	case nat.Drop:
+		p.natDrop.Add(1)
+		return 0
+	}
+	ip := frame.IPv4(d[pr.L3Off:pr.L3End])
+	if ip.TTL() > 1 {
+		ip.DecTTL()
+	}
+	if inPrefixes(p.inside, pr.DstIP) {
+		// Hairpin: back to an endpoint, through the queue.
+		if p.toInside(sc, f, pr) {
+			p.hairpin.Add(1)
+			p.queue(*f)
+		}
+		return 0
+	}
+	if p.toUplink(sc, f, pr.DstIP) {
+		p.routedOut.Add(1)
+	}
+	return 0
+}
+
+// toInside addresses f to the endpoint with pr.DstIP from the gateway,
+// or asks for its MAC and reports false.
+func (p *Port) toInside(sc *scratch, f *port.Frame, pr *frame.Parsed) bool {
+	mac, ok, _ := p.inNeigh.lookup(pr.DstIP, p.now.Load())
+	if !ok {
+		p.neighMiss.Add(1)
+		if p.inNeigh.shouldAsk(pr.DstIP, p.now.Load()) {
+			src := p.gatewayIP(pr.DstIP)
+			n := arpRequest(sc.reply[:], p.mac, src, pr.DstIP)
+			p.arpReq.Add(1)
+			p.queue(port.Frame{Data: sc.reply[:n]})
+		}
+		return false
+	}
+	eth := frame.Ethernet(f.Data)
+	eth.SetDst(mac)
+	eth.SetSrc(p.mac)
+	return true
+}
+
+// gatewayIP returns the gateway's address on dst's subnet.
+func (p *Port) gatewayIP(dst netip.Addr) netip.Addr {
+	for _, pf := range p.inside {
+		if pf.Contains(dst) {
+			for _, a := range p.v4 {
+				if pf.Contains(a) {
+					return a
+				}
+			}
+		}
+	}
+	if len(p.v4) > 0 {
+		return p.v4[0]
+	}
+	return netip.Addr{}
+}
+
+// toUplink stages f for the uplink to dst's next hop.
+func (p *Port) toUplink(sc *scratch, f *port.Frame, dst netip.Addr) bool {
+	u := p.up
+	hop := dst
+	if !inPrefixes(u.onlink, dst) {
+		if !u.gw.IsValid() {
+			p.noRoute.Add(1)
+			return false
+		}
+		hop = u.gw
+	}
+	now := p.now.Load()
+	mac, ok, stale := u.neigh.lookup(hop, now)
+	if (!ok || stale) && u.neigh.shouldAsk(hop, now) {
+		if b := sc.buf(); b != nil {
+			n := arpRequest(b, u.mac, u.srcFor(hop), hop)
+			sc.up = append(sc.up, port.Frame{Data: b[:n]})
+			p.arpReq.Add(1)
+		}
+	}
+	if !ok {
+		p.neighMiss.Add(1)
+		return false
+	}
+	if !u.offloads && !f.VNet.IsZero() {
+		if f.VNet.GSO() || !frame.FinishChecksum(f.Data, &f.VNet) {
+			p.offDrop.Add(1)
+			return false
+		}
+	}
+	eth := frame.Ethernet(f.Data)
+	eth.SetDst(mac)
+	eth.SetSrc(u.mac)
+	sc.up = append(sc.up, *f)
+	return true
+}
+
+// flushUp writes the batch's uplink frames.
+func (p *Port) flushUp(sc *scratch) {
+	if len(sc.up) > 0 {
+		_, _ = p.up.p.Write(sc.up)
+		sc.reset()
+	}
+}
+
+// timeExceeded makes the ICMP time exceeded for a packet from an endpoint
+// whose TTL ran out, in sc.reply.
+func (p *Port) timeExceeded(sc *scratch, pr *frame.Parsed, d []byte) int {
+	p.ttl.Add(1)
+	return icmpError(sc.reply[:], pr, d, p.mac, p.gatewayIP(pr.SrcIP), icmpTimeExceeded, 0)
+}
+
+// Uplink is the bridge port through which frames from the uplink reach the
+// endpoints. Its Read reads the uplink interface, answers ARP and pings
+// for the external addresses, translates the rest through the NAT and
+// returns what goes to endpoints, rewritten in place. Its Write drops
+// everything: the bridge should never send to it (no learning, no floods).
+type Uplink struct {
+	r        *Port
+	p        port.Port
+	name     string
+	mac      frame.MAC
+	addrs    []netip.Addr
+	onlink   []netip.Prefix
+	gw       netip.Addr
+	offloads bool
+	neigh    *neighTable
+	frames   []port.Frame
+	sc       scratch // Read's; Read has one caller at a time
+	ctr      port.Counters
+	ignored  atomic.Uint64
+}
+
+var (
+	_ port.Port      = (*Uplink)(nil)
+	_ port.Offloader = (*Uplink)(nil)
+	_ port.Statser   = (*Uplink)(nil)
+	_ port.Namer     = (*Uplink)(nil)
+)
+
+// Name is the uplink interface's name.
+func (u *Uplink) Name() string      { return u.name }
+func (u *Uplink) BatchSize() int    { return len(u.frames) }
+func (u *Uplink) MTU() int          { return u.p.MTU() }
+func (u *Uplink) Offloads() bool    { return true }
+func (u *Uplink) Stats() port.Stats { return u.ctr.Snapshot() }
+
+// Close closes the uplink interface's port.
+func (u *Uplink) Close() error { return u.r.Close() }
+
+// Write drops frames: nothing is for the uplink side of the bridge.
+func (u *Uplink) Write(frames []port.Frame) (int, error) {
+	u.ignored.Add(uint64(len(frames)))
+	return len(frames), nil
+}
+
+func (u *Uplink) srcFor(hop netip.Addr) netip.Addr {
+	for i, pf := range u.onlink {
+		if pf.Contains(hop) {
+			return u.addrs[i]
+		}
+	}
+	return u.addrs[0]
+}
+
+// Read returns frames from the uplink for endpoints.
+func (u *Uplink) Read(frames []port.Frame) (int, error) {
+	for {
+		n, err := u.p.Read(frames)
+		if err != nil {
+			return 0, err
+		}
+		k := 0
+		var bytes uint64
+		for i := 0; i < n; i++ {
+			if u.inbound(&frames[i]) {
+				frames[k] = frames[i]
+				bytes += uint64(len(frames[k].Data))
+				k++
+			}
+		}
+		if len(u.sc.up) > 0 {
+			_, _ = u.p.Write(u.sc.up)
+			u.sc.reset()
+		}
+		if k > 0 {
+			u.ctr.RxFrames.Add(uint64(k))
+			u.ctr.RxBytes.Add(bytes)
+			return k, nil
+		}
+	}
+}
+
+// inbound handles one frame from the uplink and reports whether it now
+// goes to an endpoint.
+func (u *Uplink) inbound(f *port.Frame) bool {
+	r := u.r
+	sc := &u.sc
+	pr := &sc.pr
+	d := f.Data
+	pr.Decode(d)
+	if pr.Reason != frame.OK {
+		r.bad.Add(1)
+		return false
+	}
+	if pr.DstMAC != u.mac && !pr.DstMAC.IsBroadcast() {
+		return false // another host's, on a shared segment
+	}
+	now := r.now.Load()
+	switch {
+	case pr.EtherType == frame.EtherTypeARP:
+		u.arp(pr, d)
+		return false
+	case pr.IPVersion != 4 || pr.DstMAC != u.mac || !has(u.addrs, pr.DstIP):
+		r.other.Add(1)
+		return false
+	}
+	if inPrefixes(u.onlink, pr.SrcIP) {
+		u.neigh.learn(pr.SrcIP, pr.SrcMAC, now)
+	}
+	echo := pr.Proto == frame.ProtoICMPv4 && pr.ICMPType == frame.ICMPv4EchoRequest
+	if pr.TTL <= 1 && !echo {
+		r.ttl.Add(1)
+		u.send(func(b []byte) int { return icmpError(b, pr, d, u.mac, pr.DstIP, icmpTimeExceeded, 0) })
+		return false
+	}
+	switch r.nat.Translate(nat.Outside, d, pr, &f.VNet) {
+	case nat.Drop:
+		r.natDrop.Add(1)
+		return false
+	case nat.Pass:
+		u.notMapped(pr, d, echo)
+		return false
+	}
+	if !inPrefixes(r.inside, pr.DstIP) {
+		r.noRoute.Add(1)
+		return false
+	}
+	ip := frame.IPv4(d[pr.L3Off:pr.L3End])
+	if ip.TTL() > 1 {
+		ip.DecTTL()
+	}
+	if !r.toInsideFromUplink(sc, f, pr) {
+		return false
+	}
+	r.routedIn.Add(1)
+	return true
+}
+
+// toInsideFromUplink is toInside for the uplink's reader, whose ARP
+// requests to endpoints go through the gateway's queue as well.
+func (p *Port) toInsideFromUplink(sc *scratch, f *port.Frame, pr *frame.Parsed) bool {
+	return p.toInside(sc, f, pr)
+}
+
+// send builds a frame with make into the scratch arena and stages it for
+// the uplink.
+func (u *Uplink) send(make func(b []byte) int) {
+	b := u.sc.buf()
+	if b == nil {
+		return
+	}
+	if n := make(b); n > 0 {
+		u.sc.up = append(u.sc.up, port.Frame{Data: b[:n]})
+	}
+}
+
+// notMapped answers a packet to an external address that no flow or
+// published port takes: a ping is answered, a TCP segment reset, a UDP
+// datagram refused with port unreachable, as the host's own stack would.
+func (u *Uplink) notMapped(pr *frame.Parsed, d []byte, echo bool) {
+	r := u.r
+	switch {
+	case echo:
+		u.send(func(b []byte) int { return r.echoReply(pr, d, b, u.mac, u.addrs) })
+	case pr.Frag == frame.LaterFragment:
+		r.unrt.Add(1)
+	case pr.Proto == frame.ProtoTCP && pr.TCPFlags&tcpRST == 0:
+		r.resets.Add(1)
+		u.send(func(b []byte) int { return tcpReset(b, pr, d, u.mac) })
+	case pr.Proto == frame.ProtoUDP:
+		r.resets.Add(1)
+		u.send(func(b []byte) int { return icmpError(b, pr, d, u.mac, pr.DstIP, icmpDestUnreach, icmpPortUnreach) })
+	default:
+		r.unrt.Add(1)
+	}
+}
+
+// arp answers requests for the external addresses and learns from what
+// is addressed to us.
+func (u *Uplink) arp(pr *frame.Parsed, d []byte) {
+	r := u.r
+	if pr.VLANTags > 0 || !has(u.addrs, pr.DstIP) {
+		return
+	}
+	if inPrefixes(u.onlink, pr.SrcIP) && !pr.ARPSenderMAC.IsMulticast() && !pr.ARPSenderMAC.IsZero() {
+		u.neigh.learn(pr.SrcIP, pr.ARPSenderMAC, r.now.Load())
+	}
+	if pr.ARPOp != 1 {
+		return
+	}
+	u.send(func(b []byte) int {
+		const n = frame.EthernetLen + frame.ARPLen
+		copy(b, d[:n])
+		eth := frame.Ethernet(b[:n])
+		eth.SetDst(pr.SrcMAC)
+		eth.SetSrc(u.mac)
+		a := frame.ARP(b[frame.EthernetLen:n])
+		a.SetOp(2)
+		a.SetSender(u.mac, pr.DstIP)
+		a.SetTarget(pr.ARPSenderMAC, pr.SrcIP)
+		r.arp.Add(1)
+		return pad(b, n)
+	})
+}
