@@ -27,8 +27,8 @@ type routing struct {
 // scratch is one Write call's working memory.
 type scratch struct {
 	pr    frame.Parsed
-	reply [9216]byte      // a reply to queue (copied by the queue)
-	up    []port.Frame    // frames for the uplink, written once per batch
+	reply [9216]byte     // a reply to queue (copied by the queue)
+	up    []port.Frame   // frames for the uplink, written once per batch
 	arena [16][1600]byte // frames the gateway makes for the uplink
 	used  int
 }
