@@ -118,6 +118,15 @@ func (t *Timeouts) Set(name string, d time.Duration) error {
 	return nil
 }
 
+// Get returns the timeout called name (0 for an unknown name or an unset
+// field).
+func (t *Timeouts) Get(name string) time.Duration {
+	if f := t.field(name); f != nil {
+		return *f
+	}
+	return 0
+}
+
 // withDefaults fills zero fields from DefaultTimeouts.
 func (t Timeouts) withDefaults() Timeouts {
 	for _, n := range TimeoutNames {

@@ -44,14 +44,31 @@ func CheckMapping(m Mapping) error {
 func (n *NAT) AddMappings(ms ...Mapping) error {
 	n.mapMu.Lock()
 	defer n.mapMu.Unlock()
-	cur := *n.maps.Load()
-	next := slices.Clone(cur)
+	next, err := n.withMappingsLocked(ms)
+	if err != nil {
+		return err
+	}
+	n.maps.Store(&next)
+	return nil
+}
+
+// CheckMappings reports the error AddMappings(ms...) would return now,
+// publishing nothing.
+func (n *NAT) CheckMappings(ms ...Mapping) error {
+	n.mapMu.Lock()
+	defer n.mapMu.Unlock()
+	_, err := n.withMappingsLocked(ms)
+	return err
+}
+
+func (n *NAT) withMappingsLocked(ms []Mapping) ([]mapping, error) {
+	next := slices.Clone(*n.maps.Load())
 	for _, m := range ms {
 		if err := CheckMapping(m); err != nil {
-			return err
+			return nil, err
 		}
 		if m.ExtIP.IsValid() && !n.isExt(addr32(m.ExtIP)) {
-			return fmt.Errorf("host address %v is not one of the uplink's addresses", m.ExtIP)
+			return nil, fmt.Errorf("host address %v is not one of the uplink's addresses", m.ExtIP)
 		}
 		nm := mapping{
 			proto: m.Proto, ext: addr32(m.ExtIP), lo: m.ExtPort, hi: m.ExtEnd,
@@ -59,13 +76,12 @@ func (n *NAT) AddMappings(ms ...Mapping) error {
 		}
 		for i := range next {
 			if overlaps(&next[i], &nm) {
-				return fmt.Errorf("%w: %s overlaps %s (published by %s)", ErrConflict, m, next[i].Mapping, next[i].Mapping.Owner)
+				return nil, fmt.Errorf("%w: %s overlaps %s (published by %s)", ErrConflict, m, next[i].Mapping, next[i].Mapping.Owner)
 			}
 		}
 		next = append(next, nm)
 	}
-	n.maps.Store(&next)
-	return nil
+	return next, nil
 }
 
 // RemoveMappings unpublishes every mapping of owner and returns how many.

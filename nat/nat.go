@@ -184,7 +184,7 @@ type NAT struct {
 	gw      uint32
 	ext     []uint32
 	masq    bool
-	deny    []pfx
+	deny    atomic.Pointer[[]pfx]
 	allow   []pfx
 	portMin uint16
 	portMax uint16
@@ -219,7 +219,7 @@ func New(cfg *Config) (*NAT, error) {
 	}
 	n := &NAT{
 		inside: toPfx(cfg.Inside), gw: addr32(cfg.Gateway), masq: cfg.Masquerade,
-		deny: toPfx(cfg.Deny), allow: toPfx(cfg.AllowFrom),
+		allow: toPfx(cfg.AllowFrom),
 		portMin: cfg.PortMin, portMax: cfg.PortMax, t: newTable(max), start: cfg.Now,
 	}
 	for _, a := range cfg.External {
@@ -247,6 +247,7 @@ func New(cfg *Config) (*NAT, error) {
 		return nil, err
 	}
 	n.maps.Store(&[]mapping{})
+	n.SetDeny(cfg.Deny)
 	n.rnd.Store(uint32(n.t.seed))
 	return n, nil
 }
@@ -263,6 +264,12 @@ func (n *NAT) SetTimeouts(t Timeouts) error {
 	s := t.secs()
 	n.tmo.Store(&s)
 	return nil
+}
+
+// SetDeny replaces the destinations flows from inside never reach.
+func (n *NAT) SetDeny(ps []netip.Prefix) {
+	d := toPfx(ps)
+	n.deny.Store(&d)
 }
 
 // Tick advances the NAT's clock to now and expires a slice of idle flows
@@ -489,7 +496,7 @@ func (n *NAT) newFlow(k key, b []byte, pr *frame.Parsed, vnet *frame.VNetHdr) Ve
 		if k.dst == n.gw || inAny(n.inside, k.dst) {
 			return Pass
 		}
-		if inAny(n.deny, k.dst) {
+		if inAny(*n.deny.Load(), k.dst) {
 			return n.drop(ReasonDenied)
 		}
 		if n.isExt(k.dst) {

@@ -35,6 +35,7 @@ func newNetworkCreateCmd(client clientFunc) *cobra.Command {
 		req                       api.NetworkCreate
 		subnets, ranges, gateways []string
 		aux                       []string
+		uplinkIPs, natTimeouts    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
@@ -44,9 +45,18 @@ whose first address (or --gateway) the switch answers ARP and ping for.
 
 --subnet may be given twice (one IPv4, one IPv6); each --ip-range and
 --gateway goes with the subnet of its address family. --ipam none makes a
-pure L2 network with no subnet and no gateway (a standalone switch).`,
+pure L2 network with no subnet and no gateway (a standalone switch).
+
+--uplink IFACE gives the gateway a way out: it opens IFACE (in the daemon's
+namespace, or --uplink-netns) with a ring port, owns its own MAC and the
+--uplink-ip addresses there (answering ARP and ping for them), routes the
+endpoints' IPv4 traffic to --uplink-gateway with masquerade, and takes
+published ports (network connect --publish) with the client's address
+kept. Without --uplink a network reaches nothing beyond its gateway.`,
 		Example: `  switchyard network create lan --subnet 198.18.0.0/24
-  switchyard network create l2 --ipam none`,
+  switchyard network create l2 --ipam none
+  switchyard network create web --subnet 198.18.1.0/24 \
+      --uplink veth-up --uplink-ip 198.19.0.2/24 --uplink-gateway 198.19.0.1`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Name = args[0]
@@ -68,6 +78,17 @@ pure L2 network with no subnet and no gateway (a standalone switch).`,
 				}
 				req.AuxAddresses[k] = v
 			}
+			req.UplinkIP = strings.Join(uplinkIPs, ",")
+			for _, kv := range natTimeouts {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" || v == "" {
+					return usagef(cmd, "invalid --nat-timeout %q: want NAME=DURATION, like udp=60s", kv)
+				}
+				if req.NATTimeouts == nil {
+					req.NATTimeouts = map[string]string{}
+				}
+				req.NATTimeouts[k] = v
+			}
 			n, err := client().CreateNetwork(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -86,10 +107,14 @@ pure L2 network with no subnet and no gateway (a standalone switch).`,
 	f.StringArrayVar(&ranges, "ip-range", nil, "allocate endpoint addresses from this CIDR inside the subnet")
 	f.StringArrayVar(&gateways, "gateway", nil, "gateway address (default: the subnet's first address)")
 	f.StringArrayVar(&aux, "aux-address", nil, "NAME=IP: reserve an address (repeatable)")
-	f.StringVar(&req.Uplink, "uplink", "", "uplink interface for NAT (not supported yet)")
-	f.StringVar(&req.UplinkIP, "uplink-ip", "", "uplink address in CIDR form (not supported yet)")
-	f.StringVar(&req.UplinkGateway, "uplink-gateway", "", "next hop on the uplink (not supported yet)")
-	f.BoolVar(&req.Internal, "internal", false, "no uplink (every network is internal for now)")
+	f.StringVar(&req.Uplink, "uplink", "", "interface to route to the outside through, with NAT")
+	f.StringVar(&req.UplinkNetns, "uplink-netns", "", "namespace of the uplink interface (default: the daemon's)")
+	f.StringArrayVar(&uplinkIPs, "uplink-ip", nil, "the gateway's address on the uplink, CIDR (repeatable; the first masquerades)")
+	f.StringVar(&req.UplinkGateway, "uplink-gateway", "", "next hop on the uplink for off-link destinations")
+	f.StringArrayVar(&req.PublishAllow, "publish-allow", nil, "CIDR: only these sources reach published ports (repeatable)")
+	f.IntVar(&req.NATMaxFlows, "nat-max-flows", 0, "connection-table size (default 262144)")
+	f.StringArrayVar(&natTimeouts, "nat-timeout", nil, "NAME=DURATION flow timeout, like tcp-established=1h or udp=60s (repeatable)")
+	f.BoolVar(&req.Internal, "internal", false, "no uplink: the gateway routes nothing")
 	f.IntVar(&req.MTU, "mtu", 0, "MTU of the endpoints' links (default 1500)")
 	f.StringVar(&req.Ageing, "ageing", "", "MAC ageing time, like 300s or 5m, or never (default 300s)")
 	f.IntVar(&req.MACLimit, "mac-limit", 0, "most learned MAC entries (default 65536)")
@@ -334,7 +359,8 @@ network's IPAM and a default route via its gateway. The port is named NETNS.
 	f.StringVar(&req.MAC, "mac", "", "MAC of the inner interface (default: derived from network and namespace)")
 	f.StringVar(&req.IfName, "ifname", "eth0", "name of the interface inside the namespace")
 	f.StringVar(&req.Kind, "kind", api.KindVeth, "veth (ring port) or tap")
-	f.StringArrayVar(&req.Publish, "publish", nil, "[IP:]HOSTPORT:CTRPORT[/PROTO] (not supported yet)")
+	f.StringArrayVar(&req.Publish, "publish", nil, "[IP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|udp] on the uplink (repeatable)")
+	f.StringArrayVar(&req.PublishAllow, "publish-allow", nil, "CIDR: only these sources reach this endpoint's published ports (repeatable)")
 	return cmd
 }
 

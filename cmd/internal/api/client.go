@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -201,4 +202,16 @@ func (c *Client) FlushFDB(ctx context.Context, network string) (int, error) {
 	var out FDBFlushed
 	err := c.Do(ctx, http.MethodDelete, "/v1/networks/"+esc(network)+"/fdb", nil, &out)
 	return out.Flushed, err
+}
+
+// NAT returns a network's connection table, at most max flows (0: the
+// daemon's default).
+func (c *Client) NAT(ctx context.Context, network string, max int) (NATTable, error) {
+	var out NATTable
+	path := "/v1/networks/" + esc(network) + "/nat"
+	if max > 0 {
+		path += "?max=" + strconv.Itoa(max)
+	}
+	err := c.Do(ctx, http.MethodGet, path, nil, &out)
+	return out, err
 }

@@ -17,6 +17,7 @@
 //	PATCH  /v1/networks/{name}/ports/{port}           PortUpdate -> Port
 //	GET    /v1/networks/{name}/fdb                    []FDBEntry
 //	DELETE /v1/networks/{name}/fdb                    FDBFlushed
+//	GET    /v1/networks/{name}/nat                    NATTable (?max=N flows, default 1000)
 package api
 
 import "time"
@@ -69,12 +70,25 @@ type NetworkCreate struct {
 	Subnets []Subnet `json:"subnets,omitempty" yaml:"subnets,omitempty"`
 	// AuxAddresses maps names to addresses the IPAM never hands out.
 	AuxAddresses map[string]string `json:"aux_addresses,omitempty" yaml:"aux_addresses,omitempty"`
-	// Uplink, UplinkIP and UplinkGateway: the gateway's way out (not
-	// supported yet).
+	// Uplink is the interface the gateway routes to the outside through,
+	// with masquerade and published ports; UplinkNetns its namespace
+	// (empty: the daemon's). UplinkIP are the gateway's own external
+	// addresses there, in CIDR form, comma-separated; the first
+	// masquerades. UplinkGateway is the next hop for off-link
+	// destinations.
 	Uplink        string `json:"uplink,omitempty" yaml:"uplink,omitempty"`
+	UplinkNetns   string `json:"uplink_netns,omitempty" yaml:"uplink_netns,omitempty"`
 	UplinkIP      string `json:"uplink_ip,omitempty" yaml:"uplink_ip,omitempty"`
 	UplinkGateway string `json:"uplink_gateway,omitempty" yaml:"uplink_gateway,omitempty"`
-	// Internal networks have no uplink (every network is internal for now).
+	// PublishAllow, when set, are the only sources (CIDRs) that may reach
+	// the network's published ports.
+	PublishAllow []string `json:"publish_allow,omitempty" yaml:"publish_allow,omitempty"`
+	// NATMaxFlows bounds the connection table (0: 262144).
+	NATMaxFlows int `json:"nat_max_flows,omitempty" yaml:"nat_max_flows,omitempty"`
+	// NATTimeouts overrides flow timeouts by name (tcp-established, udp,
+	// ...) as Go durations.
+	NATTimeouts map[string]string `json:"nat_timeouts,omitempty" yaml:"nat_timeouts,omitempty"`
+	// Internal networks have no uplink: the gateway routes nothing.
 	Internal bool `json:"internal,omitempty" yaml:"internal,omitempty"`
 	// MTU of the endpoints' links; 0 means 1500.
 	MTU int `json:"mtu,omitempty" yaml:"mtu,omitempty"`
@@ -106,8 +120,12 @@ type EndpointCreate struct {
 	IfName string `json:"ifname,omitempty" yaml:"ifname,omitempty"`
 	// Kind is "veth" (default) or "tap".
 	Kind string `json:"kind,omitempty" yaml:"kind,omitempty"`
-	// Publish maps host ports to the endpoint (not supported yet).
+	// Publish maps ports of the network's uplink addresses to the
+	// endpoint: [IP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|udp].
 	Publish []string `json:"publish,omitempty" yaml:"publish,omitempty"`
+	// PublishAllow, when set, are the only sources (CIDRs) that may reach
+	// this endpoint's published ports.
+	PublishAllow []string `json:"publish_allow,omitempty" yaml:"publish_allow,omitempty"`
 }
 
 // IPNone in EndpointCreate.IPs attaches an endpoint at L2 only.
@@ -185,10 +203,26 @@ type Port struct {
 	IPv6     string    `json:"ipv6,omitempty"` // with prefix length
 	Flags    PortFlags `json:"flags"`
 	Offloads bool      `json:"offloads"`
+	// Publish are the endpoint's published ports, as given.
+	Publish      []string `json:"publish,omitempty"`
+	PublishAllow []string `json:"publish_allow,omitempty"`
 	// Up is false when the port is in the state but not on the switch
 	// (its link went away and it is being cleaned up).
 	Up       bool     `json:"up"`
 	Counters Counters `json:"counters"`
+	// Gateway is the gateway's own counters (gateway port only).
+	Gateway map[string]uint64 `json:"gateway,omitempty"`
+}
+
+// Uplink is a network's way out, as inspect shows it.
+type Uplink struct {
+	Iface   string   `json:"iface"`
+	Netns   string   `json:"netns,omitempty"`
+	MAC     string   `json:"mac"`
+	Addrs   []string `json:"addrs"`
+	Gateway string   `json:"gateway,omitempty"`
+	// Up is false when the uplink could not be reopened at start.
+	Up bool `json:"up"`
 }
 
 // Network is a network as GET /v1/networks/{name} returns it.
@@ -203,9 +237,13 @@ type Network struct {
 	Ageing       string            `json:"ageing"`
 	MACLimit     int               `json:"mac_limit"` // 0: the default
 	// GatewayMAC is the gateway's MAC (empty without a gateway).
-	GatewayMAC string    `json:"gateway_mac,omitempty"`
-	Created    time.Time `json:"created"`
-	Ports      []Port    `json:"ports"`
+	GatewayMAC   string            `json:"gateway_mac,omitempty"`
+	Uplink       *Uplink           `json:"uplink,omitempty"`
+	PublishAllow []string          `json:"publish_allow,omitempty"`
+	NATMaxFlows  int               `json:"nat_max_flows,omitempty"`
+	NATTimeouts  map[string]string `json:"nat_timeouts,omitempty"`
+	Created      time.Time         `json:"created"`
+	Ports        []Port            `json:"ports"`
 }
 
 // FDBEntry is one row of a network's MAC table.
@@ -216,6 +254,36 @@ type FDBEntry struct {
 	// AgeSeconds is the time since the entry was last refreshed (0 for
 	// static entries).
 	AgeSeconds float64 `json:"age_seconds"`
+}
+
+// NATFlow is one connection-table entry.
+type NATFlow struct {
+	Proto string `json:"proto"`
+	Kind  string `json:"kind"` // masquerade | published | hairpin
+	// Original is the first packet as it arrived (src -> dst);
+	// Translated the same packet as it left.
+	OrigSrc    string  `json:"orig_src"`
+	OrigDst    string  `json:"orig_dst"`
+	NewSrc     string  `json:"new_src"`
+	NewDst     string  `json:"new_dst"`
+	State      string  `json:"state"`
+	TimeoutSec float64 `json:"timeout_s"`
+	Packets    uint64  `json:"packets"`
+	Bytes      uint64  `json:"bytes"`
+}
+
+// NATTable is the answer of GET /v1/networks/{name}/nat.
+type NATTable struct {
+	Flows    int               `json:"flows"`
+	MaxFlows int               `json:"max_flows"`
+	Created  uint64            `json:"created"`
+	Expired  uint64            `json:"expired"`
+	Evicted  uint64            `json:"evicted"`
+	Drops    map[string]uint64 `json:"drops,omitempty"`
+	Mappings []string          `json:"mappings,omitempty"`
+	Entries  []NATFlow         `json:"entries"`
+	// Truncated is set when more flows exist than were listed.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // FDBFlushed is the answer of DELETE /v1/networks/{name}/fdb.

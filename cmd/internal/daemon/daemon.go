@@ -54,7 +54,9 @@ import (
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
 	"github.com/switchyard-net/switchyard/internal/atomicfile"
 	"github.com/switchyard-net/switchyard/ipam"
+	"github.com/switchyard-net/switchyard/nat"
 	"github.com/switchyard-net/switchyard/switch/bridge"
+	"github.com/switchyard-net/switchyard/switch/router"
 )
 
 // Version is reported by GET /v1/ping.
@@ -100,6 +102,20 @@ type Daemon struct {
 type runNet struct {
 	name string
 	br   *bridge.Bridge
+	// With an uplink: the gateway, its NAT and the clock goroutine's stop.
+	gw   *router.Port
+	nat  *nat.NAT
+	stop chan struct{}
+}
+
+// close stops the network's goroutines and closes its bridge (and so its
+// ports).
+func (rn *runNet) close() {
+	if rn.stop != nil {
+		close(rn.stop)
+		rn.stop = nil
+	}
+	rn.br.Close()
 }
 
 // New starts a daemon: it takes the state dir's lock, loads the state,
@@ -305,7 +321,7 @@ func (d *Daemon) Close() error {
 // closeRuntime closes every bridge (and so every port); links stay.
 func (d *Daemon) closeRuntime() {
 	for name, rn := range d.nets {
-		rn.br.Close()
+		rn.close()
 		delete(d.nets, name)
 	}
 }

@@ -102,9 +102,6 @@ func (d *Daemon) validateConnectLocked(n *netRecord, req api.EndpointCreate) (*c
 		return nil, invalid("network %q has no IPAM (ipam none); it cannot give addresses", n.Name)
 	}
 	plan.allocate = n.IPAM == api.IPAMDefault && !l2only
-	if len(req.Publish) > 0 {
-		return nil, api.Errorf(api.CodeNotSupported, "publish (published ports) is not supported yet")
-	}
 	if !netns.Exists(req.Netns) {
 		return nil, api.Errorf(api.CodeNotFound, "namespace %q not found (create it with `ip netns add %s`)", req.Netns, req.Netns)
 	}
@@ -142,6 +139,12 @@ func (d *Daemon) connectLocked(n *netRecord, rn *runNet, req api.EndpointCreate)
 		return nil, err
 	}
 	ep := plan.rec
+	if ep.Publish, ep.PublishAllow, err = d.validatePublishLocked(n, rn, req); err != nil {
+		return nil, err
+	}
+	if len(ep.Publish) > 0 && !plan.allocate {
+		return nil, invalid("an endpoint without an address cannot publish ports")
+	}
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -229,6 +232,11 @@ func (d *Daemon) connectLocked(n *netRecord, rn *runNet, req api.EndpointCreate)
 		return nil, api.Errorf(api.CodeInternal, "connect %s: %v", ep.Netns, err)
 	}
 	undo = append(undo, func() { _ = rn.br.RemovePort(ep.Netns) })
+	if err := d.publishLocked(rn, ep); err != nil {
+		d.unpublishLocked(rn, ep)
+		return nil, api.Errorf(api.CodeConflict, "connect %s: publish: %v", ep.Netns, err)
+	}
+	undo = append(undo, func() { d.unpublishLocked(rn, ep) })
 	ep.Pending = false
 	if err := d.saveLocked(); err != nil {
 		ep.Pending = true
@@ -301,12 +309,17 @@ var errLinkReplaced = errors.New("link replaced")
 // caller keeps the record and a retry can finish. What is already gone is
 // skipped.
 func (d *Daemon) removeEndpointLocked(n *netRecord, rn *runNet, ep *epRecord) error {
+	d.unpublishLocked(rn, ep)
 	if err := d.endpointLinksDownLocked(rn, ep); err != nil {
 		if errors.Is(err, errLinkReplaced) {
 			d.log.Warn("endpoint's link replaced by another; left alone", zap.String("network", n.Name),
 				zap.String("netns", ep.Netns), zap.Error(err))
 		} else {
 			d.readoptLocked(n, rn, ep)
+			if perr := d.publishLocked(rn, ep); perr != nil {
+				d.log.Warn("endpoint's published ports not restored", zap.String("network", n.Name),
+					zap.String("netns", ep.Netns), zap.Error(perr))
+			}
 			return err
 		}
 	}
@@ -339,6 +352,7 @@ func (d *Daemon) readoptLocked(n *netRecord, rn *runNet, ep *epRecord) {
 // gone, or the state is being restored); what is already gone is skipped.
 // rn may be nil.
 func (d *Daemon) teardownEndpointLocked(n *netRecord, rn *runNet, ep *epRecord) error {
+	d.unpublishLocked(rn, ep)
 	return errors.Join(d.endpointLinksDownLocked(rn, ep), d.releaseLeaseLocked(n, ep))
 }
 

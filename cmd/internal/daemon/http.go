@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 
 	"go.uber.org/zap"
 
@@ -88,6 +89,19 @@ func (d *Daemon) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/networks/{name}/fdb", func(w http.ResponseWriter, r *http.Request) {
 		k, err := d.FlushFDB(r.PathValue("name"))
 		d.reply(w, r, http.StatusOK, api.FDBFlushed{Flushed: k}, err)
+	})
+	mux.HandleFunc("GET /v1/networks/{name}/nat", func(w http.ResponseWriter, r *http.Request) {
+		max := 1000
+		if s := r.URL.Query().Get("max"); s != "" {
+			v, err := strconv.Atoi(s)
+			if err != nil || v < 1 {
+				d.reply(w, r, 0, nil, invalid("max %q: want a positive number", s))
+				return
+			}
+			max = v
+		}
+		out, err := d.NATTable(r.PathValue("name"), max)
+		d.reply(w, r, http.StatusOK, out, err)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		d.reply(w, r, 0, nil, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))

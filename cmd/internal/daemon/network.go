@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -15,6 +16,7 @@ import (
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
 	"github.com/switchyard-net/switchyard/ipam"
 	"github.com/switchyard-net/switchyard/switch/bridge"
+	"github.com/switchyard-net/switchyard/switch/router"
 )
 
 // netSpec is a validated NetworkCreate.
@@ -40,9 +42,6 @@ func (d *Daemon) validateCreateLocked(req api.NetworkCreate) (*netSpec, error) {
 	}
 	if req.Mode != "" || req.Parent != "" || req.ParentNetns != "" {
 		return nil, invalid("mode, parent and parent-netns belong to the macvlan driver, not bridge")
-	}
-	if req.Uplink != "" || req.UplinkIP != "" || req.UplinkGateway != "" {
-		return nil, api.Errorf(api.CodeNotSupported, "uplink (NAT to the outside) is not supported yet")
 	}
 	mode := req.IPAM
 	switch mode {
@@ -75,6 +74,9 @@ func (d *Daemon) validateCreateLocked(req api.NetworkCreate) (*netSpec, error) {
 	if mode == api.IPAMNone {
 		if len(req.Subnets) > 0 || len(req.AuxAddresses) > 0 {
 			return nil, invalid("ipam none takes no subnet, ip-range, gateway or aux-address")
+		}
+		if err := d.validateUplinkLocked(req, spec); err != nil {
+			return nil, err
 		}
 		return spec, nil
 	}
@@ -110,6 +112,9 @@ func (d *Daemon) validateCreateLocked(req api.NetworkCreate) (*netSpec, error) {
 	}
 	if err := spec.cfg.Validate(); err != nil {
 		return nil, ipamError(err)
+	}
+	if err := d.validateUplinkLocked(req, spec); err != nil {
+		return nil, err
 	}
 	return spec, nil
 }
@@ -153,14 +158,20 @@ func (d *Daemon) createNetworkLocked(req api.NetworkCreate) (_ *netRecord, err e
 		rec.GatewayMAC = derivedMAC("switchyard-gateway", rec.Name).String()
 		rec.GatewayFlags = apiFlags(bridge.DefaultFlags())
 	}
-	rn, err := d.startNetwork(rec)
+	rn, err := d.startNetwork(rec, true)
 	if err != nil {
 		return nil, asAPI(err)
 	}
-	undo = append(undo, func() { rn.br.Close() })
+	undo = append(undo, func() {
+		rn.close()
+		if rec.Uplink != nil {
+			d.restoreUplink(rec.Uplink)
+		}
+	})
 	d.st.Networks[rec.Name] = rec
 	d.nets[rec.Name] = rn
-	undo = append(undo, func() { delete(d.st.Networks, rec.Name); delete(d.nets, rec.Name) })
+	undo = append(undo, func() { delete(d.st.Networks, rec.Name); delete(d.nets, rec.Name); d.updateDenyLocked() })
+	d.updateDenyLocked()
 	if err := d.saveLocked(); err != nil {
 		return nil, err
 	}
@@ -169,8 +180,11 @@ func (d *Daemon) createNetworkLocked(req api.NetworkCreate) (_ *netRecord, err e
 	return rec, nil
 }
 
-// startNetwork builds a network's bridge and its gateway port.
-func (d *Daemon) startNetwork(rec *netRecord) (*runNet, error) {
+// startNetwork builds a network's bridge and its gateway port, with its
+// uplink and NAT when it has one. An uplink that cannot be opened fails
+// the start when strict (create); otherwise (restart) the network runs
+// without it, and says so in the log and in inspect.
+func (d *Daemon) startNetwork(rec *netRecord, strict bool) (*runNet, error) {
 	rn := &runNet{name: rec.Name}
 	rn.br = bridge.New(&bridge.Config{
 		Logger:     d.log.With(zap.String("network", rec.Name)),
@@ -192,18 +206,38 @@ func (d *Daemon) startNetwork(rec *netRecord) (*runNet, error) {
 			addrs = append(addrs, netip.PrefixFrom(sc.Gateway, sc.Subnet.Bits()))
 		}
 	}
-	gw, err := newGateway(mac, addrs, rec.MTU, d.log.With(zap.String("network", rec.Name), zap.String("port", api.GatewayPort)))
-	if err == nil {
-		err = rn.br.AddPort(api.GatewayPort, gw, bridgeFlags(rec.GatewayFlags))
-		if err != nil {
-			gw.Close()
+	gcfg := &router.Config{Name: api.GatewayPort, MAC: [6]byte(mac), Addrs: addrs, MTU: rec.MTU,
+		Logger: d.log.With(zap.String("network", rec.Name), zap.String("port", api.GatewayPort))}
+	if rec.Uplink != nil {
+		up, n, err := d.startUplink(rec, rn, addrs)
+		switch {
+		case err != nil && strict:
+			rn.br.Close()
+			return nil, asAPI(err)
+		case err != nil:
+			d.log.Error("uplink cannot be opened; the network runs without it", zap.String("network", rec.Name),
+				zap.String("uplink", rec.Uplink.Iface), zap.Error(err))
+		default:
+			gcfg.Uplink, gcfg.NAT, rn.nat = up, n, n
 		}
+	}
+	gw := router.New(gcfg)
+	err = rn.br.AddPort(api.GatewayPort, gw, bridgeFlags(rec.GatewayFlags))
+	if err != nil {
+		gw.Close()
 	}
 	if err == nil {
 		err = rn.br.AddStaticMAC(api.GatewayPort, [6]byte(mac))
 	}
+	if err == nil {
+		rn.gw = gw
+		err = d.addUplinkPort(rn, gw)
+	}
 	if err != nil {
-		rn.br.Close()
+		rn.close()
+		if rec.Uplink != nil {
+			d.restoreUplink(rec.Uplink)
+		}
 		return nil, fmt.Errorf("network %s: gateway: %w", rec.Name, err)
 	}
 	return rn, nil
@@ -250,9 +284,13 @@ func (d *Daemon) RemoveNetwork(name string) error {
 		d.teardownAttachmentLocked(n, rn, n.Attachments[k])
 		delete(n.Attachments, k)
 	}
-	rn.br.Close()
+	rn.close()
+	if n.Uplink != nil {
+		d.restoreUplink(n.Uplink)
+	}
 	delete(d.nets, name)
 	delete(d.st.Networks, name)
+	d.updateDenyLocked()
 	if err := d.saveLocked(); err != nil {
 		return err
 	}
@@ -373,10 +411,19 @@ func (d *Daemon) networkInfoLocked(n *netRecord) api.Network {
 		}
 	}
 	live := map[string]bridge.PortInfo{}
-	if rn := d.nets[n.Name]; rn != nil {
+	rn := d.nets[n.Name]
+	if rn != nil {
 		for _, pi := range rn.br.Ports() {
 			live[pi.Name] = pi
 		}
+	}
+	out.Uplink = uplinkInfo(n, rn)
+	for _, p := range n.PublishAllow {
+		out.PublishAllow = append(out.PublishAllow, p.String())
+	}
+	out.NATMaxFlows = n.NATMaxFlows
+	if n.Uplink != nil {
+		out.NATTimeouts = timeoutStrings(n.NATTimeouts)
 	}
 	if n.hasGateway() {
 		p := api.Port{Name: api.GatewayPort, Kind: api.KindGateway, MAC: n.GatewayMAC, Flags: n.GatewayFlags}
@@ -385,7 +432,11 @@ func (d *Daemon) networkInfoLocked(n *netRecord) api.Network {
 				setAddr(&p, netip.PrefixFrom(sc.Gateway, sc.Subnet.Bits()))
 			}
 		}
-		out.Ports = append(out.Ports, withLive(p, live))
+		p = withLive(p, live)
+		if rn != nil && rn.gw != nil {
+			p.Gateway = gatewayCounters(rn.gw.Counters())
+		}
+		out.Ports = append(out.Ports, p)
 	}
 	for _, k := range slices.Sorted(maps.Keys(n.Endpoints)) {
 		out.Ports = append(out.Ports, withLive(endpointPort(n.Endpoints[k]), live))
@@ -402,7 +453,21 @@ func endpointPort(ep *epRecord) api.Port {
 	for _, a := range ep.Addrs {
 		setAddr(&p, a)
 	}
+	for _, r := range ep.Publish {
+		p.Publish = append(p.Publish, r.Spec)
+	}
+	for _, a := range ep.PublishAllow {
+		p.PublishAllow = append(p.PublishAllow, a.String())
+	}
 	return p
+}
+
+// gatewayCounters flattens the gateway's counters for inspect.
+func gatewayCounters(c router.Counters) map[string]uint64 {
+	b, _ := json.Marshal(c)
+	var m map[string]uint64
+	_ = json.Unmarshal(b, &m)
+	return m
 }
 
 func attachmentPort(at *attRecord) api.Port {

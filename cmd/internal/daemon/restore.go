@@ -33,7 +33,7 @@ func (d *Daemon) restoreLocked() {
 				log.Warn("network was missing from the IPAM state; re-added")
 			}
 		}
-		rn, err := d.startNetwork(n)
+		rn, err := d.startNetwork(n, false)
 		if err != nil {
 			log.Error("cannot start network; dropping it", zap.Error(err))
 			d.dropNetworkLocked(n)
@@ -56,6 +56,9 @@ func (d *Daemon) restoreLocked() {
 				}
 				if err == nil {
 					d.ensureLeaseLocked(n, ep, elog)
+					if err := d.publishLocked(rn, ep); err != nil {
+						elog.Error("published ports not restored", zap.Error(err))
+					}
 					elog.Info("endpoint re-adopted", zap.String("ifname", ep.IfName), zap.String("host_link", ep.HostLink))
 					continue
 				}
@@ -93,6 +96,7 @@ func (d *Daemon) restoreLocked() {
 		}
 	}
 	d.reconcileIPAMLocked()
+	d.updateDenyLocked()
 }
 
 // endpointMissing says why an endpoint cannot be re-adopted, or "".

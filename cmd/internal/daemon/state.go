@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
 	"github.com/switchyard-net/switchyard/ipam"
+	"github.com/switchyard-net/switchyard/nat"
 )
 
 // stateVersion is the version of the state file's format.
@@ -49,6 +50,11 @@ type netRecord struct {
 	GatewayMAC string        `json:"gateway_mac,omitempty"`
 	// GatewayFlags are the gateway port's flags (when it has one).
 	GatewayFlags api.PortFlags `json:"gateway_flags"`
+	// Uplink, when set, is the gateway's way out, with NAT.
+	Uplink       *uplinkRecord  `json:"uplink,omitempty"`
+	PublishAllow []netip.Prefix `json:"publish_allow,omitempty"`
+	NATMaxFlows  int            `json:"nat_max_flows,omitempty"`
+	NATTimeouts  nat.Timeouts   `json:"nat_timeouts"`
 	Created      time.Time     `json:"created"`
 	// Endpoints by namespace name (= port name).
 	Endpoints map[string]*epRecord `json:"endpoints"`
@@ -69,6 +75,10 @@ type epRecord struct {
 	Addrs    []netip.Prefix `json:"addrs,omitempty"`
 	Gateways []netip.Addr   `json:"gateways,omitempty"`
 	Flags    api.PortFlags  `json:"flags"`
+	// Publish are the endpoint's published ports; PublishAllow the
+	// sources they take (empty: any).
+	Publish      []publishRecord `json:"publish,omitempty"`
+	PublishAllow []netip.Prefix  `json:"publish_allow,omitempty"`
 	// Pending is set while a connect is creating the links: a record
 	// still pending at start is the remains of a crash, cleaned up.
 	Pending bool `json:"pending,omitempty"`
