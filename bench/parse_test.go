@@ -253,4 +253,3 @@ func TestResolve(t *testing.T) {
 		})
 	}
 }
-
