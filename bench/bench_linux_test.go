@@ -276,7 +276,7 @@ func TestInjectedFailures(t *testing.T) {
 		if got := rep.Failed[peer]; !strings.Contains(got, want) {
 			t.Errorf("Failed[%s] = %q, want %q", peer, got, want)
 		}
-		if !strings.Contains(sb.String(), "  "+peer) || !strings.Contains(sb.String(), "error: "+want) {
+		if !strings.Contains(sb.String(), "  "+peer) || !strings.Contains(sb.String(), "error (see notes)") || !strings.Contains(sb.String(), want) {
 			t.Errorf("table has no error row for %s", peer)
 		}
 		for _, s := range rep.Samples {

@@ -116,6 +116,7 @@ func (r *Report) panel(test string) (*plot.Plot, error) {
 	p.Y.Label.Text = plotUnits[m.Name]
 	p.Y.Min = 0
 	var names []string
+	var labels plotter.XYLabels
 	any := false
 	for _, peer := range r.Peers {
 		if _, skipped := r.Skipped[peer]; skipped {
@@ -136,7 +137,9 @@ func (r *Report) panel(test string) (*plot.Plot, error) {
 		bar.Color = plotutil.Color(len(names) - 1)
 		bar.LineStyle.Width = 0
 		p.Add(bar)
-		if sp.N > 1 {
+		labels.XYs = append(labels.XYs, plotter.XY{X: x, Y: sp.Max * m.Scale})
+		labels.Labels = append(labels.Labels, fmt.Sprintf("%.*f", m.Prec, sp.Median*m.Scale))
+		if sp.N > 1 && sp.Max > sp.Min {
 			eb, err := plotter.NewYErrorBars(spreadBar{x: x, sp: sp, scale: m.Scale})
 			if err != nil {
 				return nil, err
@@ -161,7 +164,19 @@ func (r *Report) panel(test string) (*plot.Plot, error) {
 	if !any {
 		return nil, nil
 	}
+	if len(labels.XYs) > 0 {
+		l, err := plotter.NewLabels(labels)
+		if err != nil {
+			return nil, err
+		}
+		for i := range l.TextStyle {
+			l.TextStyle[i].XAlign = draw.XCenter
+		}
+		l.Offset = vg.Point{Y: vg.Points(4)}
+		p.Add(l)
+	}
 	p.NominalX(names...)
+	p.X.Min, p.X.Max = -0.6, float64(len(names))-0.4
 	p.X.Tick.Label.Rotation = 0.35
 	p.X.Tick.Label.XAlign = draw.XRight
 	p.X.Tick.Label.YAlign = draw.YCenter

@@ -205,6 +205,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintln(w, "figures: median [min-max] over the reps; ratios: median [min-max] of the rep-by-rep ratios")
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	var errNotes []string
 	for _, test := range r.Tests {
 		fmt.Fprintln(w)
 		title := TestTitles[test]
@@ -234,7 +235,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 				cols = append(cols, formatSpread(sp, m))
 			}
 			if !any {
-				cols = []string{"  " + peer, "error: " + r.sampleError(test, peer)}
+				cols = []string{"  " + peer, "error (see notes)"}
+				errNotes = append(errNotes, fmt.Sprintf("%s: %s: %s", peer, test, r.sampleError(test, peer)))
 			}
 			fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
 		}
@@ -252,6 +254,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, p := range r.Peers {
 		if why, ok := r.Failed[p]; ok {
 			notes = append(notes, p+": runs ended early: "+why)
+		}
+	}
+	for _, n := range errNotes {
+		if p, _, _ := strings.Cut(n, ":"); r.Failed[p] == "" {
+			notes = append(notes, n)
 		}
 	}
 	for _, p := range r.Peers {
