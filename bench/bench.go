@@ -11,44 +11,59 @@ import (
 	"time"
 )
 
-// Test names.
+// Test names. The pps and ndr tests come in two frame sizes: 64 and 1518
+// bytes on the wire (60 and 1514 without the FCS).
 const (
-	TestTCP = "tcp" // single-stream TCP throughput with iperf3
-	TestPPS = "pps" // 64-byte frames per second arriving at B
-	TestRR  = "rr"  // UDP request/response latency
+	TestTCP     = "tcp"     // single-stream TCP throughput
+	TestTCP4    = "tcp4"    // four-stream TCP throughput
+	TestPPS64   = "pps64"   // frames per second arriving at B, generator at full speed
+	TestPPS1518 = "pps1518" // the same with 1518-byte frames
+	TestNDR64   = "ndr64"   // highest offered rate with loss under LossThreshold (RFC 2544-style search)
+	TestNDR1518 = "ndr1518" // the same with 1518-byte frames
+	TestRR      = "rr"      // UDP request/response latency, one in flight
 )
 
-// Peer names.
+// testAliases are older test names still accepted.
+var testAliases = map[string]string{"pps": TestPPS64, "ndr": TestNDR64}
+
+// Peer names: the implementations a run measures.
 const (
-	PeerKernel     = "kernel"     // the kernel bridge
-	PeerSwitchyard = "switchyard" // switchyard's bridge over AF_PACKET rings
-	PeerOVS        = "ovs"        // Open vSwitch's userspace datapath (afpacket netdevs)
+	PeerKernel        = "kernel"         // the kernel bridge
+	PeerSwitchyard    = "switchyard"     // switchyard's bridge over AF_PACKET rings on veths
+	PeerSwitchyardTap = "switchyard-tap" // switchyard's bridge with TAP endpoints
+	PeerOVS           = "ovs"            // Open vSwitch's userspace datapath, AF_PACKET (system) ports
+	PeerOVSAFXDP      = "ovs-afxdp"      // Open vSwitch's userspace datapath, AF_XDP ports
 )
+
+// LossThreshold is the loss the ndr tests accept: a trial passes when less
+// than this fraction of the offered frames is missing at the receivers.
+const LossThreshold = 0.001
 
 // AllTests and DefaultPeers are what a run measures when Config leaves the
 // lists empty. DefaultPeers is set when the program starts: the kernel
-// bridge and switchyard, and Open vSwitch when OVSInstalled.
+// bridge and both switchyard peers, and the Open vSwitch peers when
+// OVSInstalled.
 var (
-	AllTests     = []string{TestTCP, TestPPS, TestRR}
-	AllPeers     = []string{PeerKernel, PeerSwitchyard, PeerOVS}
+	AllTests     = []string{TestTCP, TestTCP4, TestPPS64, TestPPS1518, TestNDR64, TestNDR1518, TestRR}
+	AllPeers     = []string{PeerKernel, PeerSwitchyard, PeerSwitchyardTap, PeerOVS, PeerOVSAFXDP}
 	DefaultPeers = defaultPeers()
 )
 
-// defaultPeers is kernel and switchyard, and ovs when it is installed.
+// defaultPeers is every peer whose programs are installed.
 func defaultPeers() []string {
-	peers := []string{PeerKernel, PeerSwitchyard}
+	peers := []string{PeerKernel, PeerSwitchyard, PeerSwitchyardTap}
 	if OVSInstalled() == nil {
-		peers = append(peers, PeerOVS)
+		peers = append(peers, PeerOVS, PeerOVSAFXDP)
 	}
 	return peers
 }
 
-// ovsTools are the Open vSwitch programs the ovs peer runs.
+// ovsTools are the Open vSwitch programs the ovs peers run.
 var ovsTools = []string{"ovs-vswitchd", "ovsdb-server", "ovsdb-tool", "ovs-vsctl"}
 
 // OVSInstalled reports, as a nil error, whether the Open vSwitch programs
-// and database schema the ovs peer needs are installed; otherwise the error
-// says what is missing.
+// and database schema the ovs peers need are installed; otherwise the
+// error says what is missing.
 func OVSInstalled() error {
 	for _, t := range ovsTools {
 		if _, err := ovsFind(t); err != nil {
@@ -92,10 +107,31 @@ func ovsSchema() (string, error) {
 }
 
 // WorkerNames are the workers Worker runs.
-var WorkerNames = []string{"switch", "gen", "udp-server", "udp-client"}
+var WorkerNames = []string{"switch", "gen", "udp-server", "udp-client", "tcp-sink", "tcp-send"}
 
-// DefaultDuration is how long each test runs against each peer.
-const DefaultDuration = 5 * time.Second
+// Defaults.
+const (
+	// DefaultDuration is how long each test runs against each peer, and
+	// each trial of an ndr search.
+	DefaultDuration = 5 * time.Second
+	// DefaultReps is how many times every peer is measured.
+	DefaultReps = 3
+	// DefaultTrials bounds the trials of one ndr search after its first
+	// (at the generator's full rate).
+	DefaultTrials = 7
+	// DefaultEndpoints is the number of endpoint namespaces.
+	DefaultEndpoints = 2
+	// MaxEndpoints bounds Config.Endpoints.
+	MaxEndpoints = 16
+)
+
+// Quick settings (Config.Quick): a run of every test against every peer in
+// well under a minute on two CPUs.
+const (
+	quickDuration = 300 * time.Millisecond
+	quickTrials   = 3
+	quickTCP      = time.Second // iperf3 counts whole seconds
+)
 
 // DefaultBusyPoll is how long the switchyard worker's ports poll their
 // rings before sleeping. The switch has CPU 1 to itself here, and every
@@ -106,15 +142,40 @@ const DefaultBusyPoll = 200 * time.Microsecond
 // ErrUnsupported is returned on systems without network namespaces.
 var ErrUnsupported = errors.New("bench: the harness needs Linux network namespaces")
 
+// TCP tools (Config.TCPTool).
+const (
+	TCPAuto    = "auto"    // iperf3 when installed, else builtin
+	TCPIperf3  = "iperf3"  // iperf3, an error when missing
+	TCPBuiltin = "builtin" // the harness's own bulk sender (tcp-send/tcp-sink workers)
+)
+
 // Config describes one run. A nil *Config means all defaults.
 type Config struct {
-	// Duration of each test against each peer; default DefaultDuration.
-	// Whole seconds for TCP (iperf3 takes seconds), at least 1.
+	// Duration of each test against each peer, and of each ndr trial;
+	// default DefaultDuration (quickDuration with Quick). TCP runs whole
+	// seconds, at least 1.
 	Duration time.Duration
+	// Reps is how many times every peer is measured, interleaved: every
+	// peer once (A B C), then again (A B C), ...; default DefaultReps (1
+	// with Quick).
+	Reps int
+	// Trials bounds an ndr search: the trials after the first, at the
+	// generator's full rate; default DefaultTrials (quickTrials with
+	// Quick).
+	Trials int
+	// Endpoints is the number of endpoint namespaces on the switch, 2 to
+	// MaxEndpoints; default 2. With more than two, the pps and ndr
+	// generator in the first spreads its frames over all the others.
+	Endpoints int
+	// Quick runs a small version: short tests, one rep, few trials.
+	Quick bool
 	// Tests to run, in this order; default AllTests.
 	Tests []string
 	// Peers to measure, in this order; default DefaultPeers.
 	Peers []string
+	// TCPTool picks what measures TCP: TCPAuto (default), TCPIperf3 or
+	// TCPBuiltin.
+	TCPTool string
 	// TPacket is the ring version the switchyard worker opens its ports
 	// with: "v2", "v3" or "" for the afpacket default.
 	TPacket string
@@ -130,23 +191,37 @@ type Config struct {
 	// "bench-worker".
 	Worker []string
 	// EndpointCPU and SwitchCPU are the CPUs the endpoint tools and the
-	// switchyard process are pinned to; defaults 0 and 1 (0 and 0 on a
+	// switch process are pinned to; defaults 0 and 1 (0 and 0 on a
 	// one-CPU machine).
 	EndpointCPU, SwitchCPU *int
 	// Logf, when set, gets a line per step (progress, not results).
 	Logf func(format string, args ...any)
+	// Progress, when set, is called before and after every test of every
+	// peer and rep.
+	Progress func(Progress)
+}
+
+// Progress is where a run is.
+type Progress struct {
+	Done, Total int    // tests finished (or given up) and planned
+	Rep, Reps   int    // 1-based
+	Peer, Test  string // what runs now; empty when done
 }
 
 // resolved is a Config with every default filled in.
 type resolved struct {
-	duration     time.Duration
-	tests, peers []string
-	tpacket      string
-	busyPoll     time.Duration
-	tx           string
-	worker       []string
-	epCPU, swCPU int
-	logf         func(string, ...any)
+	duration, tcpDuration time.Duration
+	reps, trials, eps     int
+	quick                 bool
+	tests, peers          []string
+	tcpTool               string
+	tpacket               string
+	busyPoll              time.Duration
+	tx                    string
+	worker                []string
+	epCPU, swCPU          int
+	logf                  func(string, ...any)
+	progress              func(Progress)
 }
 
 func (c *Config) resolve(numCPU int) (resolved, error) {
@@ -154,7 +229,9 @@ func (c *Config) resolve(numCPU int) (resolved, error) {
 	if c != nil {
 		cfg = *c
 	}
-	r := resolved{duration: cfg.Duration, tpacket: cfg.TPacket, busyPoll: cfg.BusyPoll, tx: cfg.TX, logf: cfg.Logf}
+	r := resolved{duration: cfg.Duration, reps: cfg.Reps, trials: cfg.Trials, eps: cfg.Endpoints,
+		quick: cfg.Quick, tcpTool: cfg.TCPTool, tpacket: cfg.TPacket, busyPoll: cfg.BusyPoll,
+		tx: cfg.TX, logf: cfg.Logf, progress: cfg.Progress}
 	switch {
 	case r.busyPoll == 0:
 		r.busyPoll = DefaultBusyPoll
@@ -170,17 +247,56 @@ func (c *Config) resolve(numCPU int) (resolved, error) {
 	default:
 		return r, fmt.Errorf("tx %q: want ring or mmsg", r.tx)
 	}
+	switch r.tcpTool {
+	case "":
+		r.tcpTool = TCPAuto
+	case TCPAuto, TCPIperf3, TCPBuiltin:
+	default:
+		return r, fmt.Errorf("tcp tool %q: want %s, %s or %s", r.tcpTool, TCPAuto, TCPIperf3, TCPBuiltin)
+	}
 	if r.duration == 0 {
 		r.duration = DefaultDuration
+		if r.quick {
+			r.duration = quickDuration
+		}
 	}
 	if r.duration < 100*time.Millisecond || r.duration > time.Hour {
 		return r, fmt.Errorf("duration %v out of range 100ms-1h", r.duration)
 	}
+	r.tcpDuration = r.duration.Round(time.Second)
+	if r.quick {
+		r.tcpDuration = quickTCP
+	}
+	r.tcpDuration = max(r.tcpDuration, time.Second)
+	if r.reps == 0 {
+		r.reps = DefaultReps
+		if r.quick {
+			r.reps = 1
+		}
+	}
+	if r.reps < 1 || r.reps > 100 {
+		return r, fmt.Errorf("reps %d out of range 1-100", r.reps)
+	}
+	if r.trials == 0 {
+		r.trials = DefaultTrials
+		if r.quick {
+			r.trials = quickTrials
+		}
+	}
+	if r.trials < 1 || r.trials > 30 {
+		return r, fmt.Errorf("trials %d out of range 1-30", r.trials)
+	}
+	if r.eps == 0 {
+		r.eps = DefaultEndpoints
+	}
+	if r.eps < 2 || r.eps > MaxEndpoints {
+		return r, fmt.Errorf("endpoints %d out of range 2-%d", r.eps, MaxEndpoints)
+	}
 	var err error
-	if r.tests, err = pick("test", cfg.Tests, AllTests, AllTests); err != nil {
+	if r.tests, err = pick("test", cfg.Tests, AllTests, AllTests, testAliases); err != nil {
 		return r, err
 	}
-	if r.peers, err = pick("peer", cfg.Peers, DefaultPeers, AllPeers); err != nil {
+	if r.peers, err = pick("peer", cfg.Peers, DefaultPeers, AllPeers, nil); err != nil {
 		return r, err
 	}
 	switch r.tpacket {
@@ -214,18 +330,24 @@ func (c *Config) resolve(numCPU int) (resolved, error) {
 	if r.logf == nil {
 		r.logf = func(string, ...any) {}
 	}
+	if r.progress == nil {
+		r.progress = func(Progress) {}
+	}
 	return r, nil
 }
 
-// pick validates a list of names against known, removing duplicates; an
-// empty list means def.
-func pick(what string, list, def, known []string) ([]string, error) {
+// pick validates a list of names against known (after aliases), removing
+// duplicates; an empty list means def.
+func pick(what string, list, def, known []string, aliases map[string]string) ([]string, error) {
 	if len(list) == 0 {
 		return slices.Clone(def), nil
 	}
 	var out []string
 	for _, n := range list {
 		n = strings.TrimSpace(n)
+		if a, ok := aliases[n]; ok {
+			n = a
+		}
 		if !slices.Contains(known, n) {
 			return nil, fmt.Errorf("unknown %s %q: want one of %s", what, n, strings.Join(known, ", "))
 		}

@@ -1,39 +1,68 @@
-// Package bench is switchyard's benchmark harness. It builds one topology
-// of network namespaces — endpoints A and B, each with a veth to a switch
-// namespace S — and measures, in one run, each peer forwarding between
-// them: the kernel bridge, switchyard's learning bridge over AF_PACKET
-// rings, and Open vSwitch's userspace datapath where installed.
+// Package bench is switchyard's benchmark harness (`switchyard bench`). It
+// measures, in one run, several implementations (peers) forwarding between
+// network namespaces: the kernel bridge, switchyard's learning bridge over
+// AF_PACKET rings and with TAP endpoints, and Open vSwitch's userspace
+// datapath over AF_PACKET and AF_XDP where installed.
 //
-// Three tests run against every peer: single-stream TCP throughput
-// (iperf3), the rate of 64-byte frames arriving at B while a generator in A
-// offers more than the switch can take, and UDP request/response latency
-// with one request in flight. Endpoint tools are pinned to CPU 0 and the
-// switch process (switchyard, or ovs-vswitchd) to CPU 1. Results are
-// reported side by side and as ratios against the kernel bridge measured
-// in the same run, and switchyard's against Open vSwitch's; they are
-// figures to compare, never pass/fail assertions.
+// # Topologies and peers
 //
-// The Open vSwitch peer is a private ovsdb-server and ovs-vswitchd that
-// the harness runs in the switch namespace, with a fresh database, pid
-// files, control sockets and logs in a directory of their own under /tmp
-// (never the system's /var/run/openvswitch or /etc/openvswitch database),
-// and stops by PID at the end of the peer's tests. Its bridge uses the
-// userspace datapath (datapath_type=netdev) with both ports opened over
-// AF_PACKET (type system) and userspace-tso-enable, so that, like
-// switchyard's, they carry a virtio-net header: without it Open vSwitch
-// forwards the veths' frames with their checksums unfinished. The peer is
-// among DefaultPeers, and so measured by default, only when Open vSwitch is
-// installed (OVSInstalled: apt-get install openvswitch-switch; the system's
-// own Open vSwitch service need not run and is not touched); asked for
-// and not installed, it is skipped with a note.
+// Each peer, in each rep, gets a topology of its own: a switch namespace S
+// and endpoint namespaces A, B (and more, Config.Endpoints), each linked to
+// S, built before the peer starts and removed after it stops. A peer is
+// the small interface in peer_linux.go: it builds its topology and starts
+// forwarding, and hands the tests an instance that says where the
+// endpoints are, how A reaches each of them (address and next-hop MAC),
+// which processes make up the switch and how to read its CPU time. The
+// tests see nothing else, so a routed or translating peer (NAT) plugs in
+// by giving other targets.
 //
-// The generator, the UDP echo pair and the switch run as child processes
-// of the same binary (the hidden `bench-worker` subcommand, see Worker), so
-// that each can be pinned to its CPU.
+// # Tests
 //
-// Running it needs root, iproute2, taskset and iperf3:
+// TCP throughput on one and four streams (iperf3, or the built-in bulk
+// sender); 64- and 1518-byte frames at the receivers from a generator in A
+// at full speed, with CPU seconds per million frames; an RFC 2544-style
+// binary search for the highest offered rate with loss under
+// LossThreshold; UDP request/response latency with one in flight. Endpoint
+// tools are pinned to CPU 0 and the switch process to CPU 1.
 //
-//	switchyard bench [--duration 5s] [--tests tcp,pps,rr] [--peers kernel,switchyard,ovs] [--tpacket v2|v3] [--json]
+// # Fairness
+//
+// Reps interleave the peers (A B C, A B C, ...). The report keeps every
+// sample, gives medians and ranges, and ratios computed rep by rep. It
+// records the machine (CPUs, model, kernel, congestion control) and each
+// peer's MTU and offloads. Every figure comes from the run that prints it.
+//
+// # Failures
+//
+// A missing program skips its peer with a note. A test that fails is a
+// sample with an error. A peer whose process exits, or that no longer
+// carries a round trip from A to B after a test, is stopped, its
+// namespaces removed, and its runs end with an error row; the others
+// finish.
+//
+// # Open vSwitch
+//
+// The ovs peers are a private ovsdb-server and ovs-vswitchd run in S, with
+// a fresh database, pid files, control sockets and logs in a directory of
+// their own under /tmp (never the system's /var/run/openvswitch or
+// /etc/openvswitch database), stopped by PID at the end of the peer's rep.
+// The bridge uses the userspace datapath (datapath_type=netdev). The ovs
+// peer opens its ports over AF_PACKET (type system) with
+// userspace-tso-enable, so that, like switchyard's, they carry a
+// virtio-net header: without it Open vSwitch forwards the veths' frames
+// with their checksums unfinished. The ovs-afxdp peer opens them over
+// AF_XDP (type afxdp, generic mode on veth) with a PMD thread pinned to the
+// switch CPU, and turns the endpoints' offloads off (ethtool -K eth0 tx off
+// tso off gso off) since AF_XDP carries no offload metadata.
+//
+// The generator, the UDP echo pair, the TCP bulk pair and the switch run as
+// child processes of the same binary (the hidden `bench-worker`
+// subcommand, see Worker), so that each can be pinned to its CPU.
+//
+// Running it needs root, iproute2 and taskset:
+//
+//	switchyard bench [--quick] [--reps 3] [--duration 5s] [--tests tcp,pps64,ndr64,rr,...]
+//	        [--peers kernel,switchyard,...] [--endpoints 2] [--json FILE] [--plot FILE.svg]
 //
 // or, from the source tree, through the package's tests, which stand in for
 // the binary:

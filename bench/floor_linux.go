@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -20,17 +21,22 @@ var (
 const floorIf = "direct"
 
 // rrFloor measures the request/response test over a veth straight from A
-// to B, with B's server on the switch's CPU. On a machine where waking an
-// idle CPU is slow (a VM without guest halt-polling), this is the least any
-// switch on a CPU of its own can reach, and tells its own cost apart from
-// the machine's.
-func (b *bencher) rrFloor(ctx context.Context) (*RRResult, error) {
-	ep := netns.Endpoint{Netns: b.t.B, IfName: floorIf, HostName: floorIf, HostNetns: b.t.A, Addrs: []netip.Prefix{floorB}}
+// to B, in namespaces of its own, with B's server on the switch's CPU. On
+// a machine where waking an idle CPU is slow (a VM without guest
+// halt-polling), this is the least any switch on a CPU of its own can
+// reach, and tells its own cost apart from the machine's.
+func (b *bencher) rrFloor(ctx context.Context) (_ *RRResult, err error) {
+	t, err := newTopology("floor", 2, false)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, t.Close()) }()
+	a, bb := t.Eps[0].Netns, t.Eps[1].Netns
+	ep := netns.Endpoint{Netns: bb, IfName: floorIf, HostName: floorIf, HostNetns: a, Addrs: []netip.Prefix{floorB}}
 	if err := netns.AddVeth(ep); err != nil {
 		return nil, err
 	}
-	defer netns.DelLink(b.t.A, floorIf)
-	h, err := netns.NetlinkHandle(b.t.A)
+	h, err := netns.NetlinkHandle(a)
 	if err != nil {
 		return nil, err
 	}
@@ -38,11 +44,10 @@ func (b *bencher) rrFloor(ctx context.Context) (*RRResult, error) {
 	if err := addAddr(h, floorIf, floorA); err != nil {
 		return nil, fmt.Errorf("floor link: %w", err)
 	}
-	return b.rrTo(ctx, floorB.Addr(), b.r.swCPU)
+	return b.rrTo(ctx, a, bb, floorB.Addr(), floorB.Addr(), b.r.swCPU)
 }
 
-// addAddr puts p on the named link of h's namespace. The link's host-end
-// side had IPv6 turned off by netns; IPv4 is all the floor needs.
+// addAddr puts p on the named link of h's namespace.
 func addAddr(h *netlink.Handle, name string, p netip.Prefix) error {
 	l, err := h.LinkByName(name)
 	if err != nil {

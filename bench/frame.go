@@ -7,32 +7,40 @@ import (
 	"net/netip"
 )
 
-// The topology's fixed addressing, in the benchmark range (RFC 2544).
-var (
-	macA  = net.HardwareAddr{0x02, 0x53, 0x59, 0x00, 0x00, 0x01}
-	macB  = net.HardwareAddr{0x02, 0x53, 0x59, 0x00, 0x00, 0x02}
-	addrA = netip.MustParsePrefix("198.18.0.1/24")
-	addrB = netip.MustParsePrefix("198.18.0.2/24")
-)
-
 const (
 	epIfName   = "eth0" // the endpoints' interface
-	portA      = "pa"   // S's end of A's veth
-	portB      = "pb"   // S's end of B's veth
 	bridgeName = "sybr0"
 )
 
-// minFrame is the smallest Ethernet frame without its FCS: 64 bytes on the
-// wire.
-const minFrame = 60
+// Frame sizes on the wire (with the 4-byte FCS, which the generator does
+// not write) for the pps and ndr tests, and the smallest and largest frame
+// the generator builds (without FCS).
+const (
+	minFrame = 60
+	maxFrame = 1514
+	fcsLen   = 4
+)
 
-// udpFrame builds an Ethernet/IPv4/UDP frame of size bytes (at least
-// minFrame, at most 1514) from src to dst, with a valid IPv4 header
-// checksum and no UDP checksum (zero: allowed over IPv4).
+// wireOverhead is what a frame costs on an Ethernet wire besides its own
+// bytes: preamble and start delimiter (8) and the inter-frame gap (12).
+const wireOverhead = 20
+
+// testFrameSize is the frame size (with FCS) of the pps and ndr tests.
+func testFrameSize(test string) int {
+	switch test {
+	case TestPPS1518, TestNDR1518:
+		return 1518
+	}
+	return 64
+}
+
+// udpFrame builds an Ethernet/IPv4/UDP frame of size bytes (minFrame to
+// maxFrame, no FCS) from src to dst, with a valid IPv4 header checksum and
+// no UDP checksum (zero: allowed over IPv4).
 func udpFrame(srcMAC, dstMAC net.HardwareAddr, src, dst netip.AddrPort, size int) ([]byte, error) {
 	const ethLen, ipLen, udpLen = 14, 20, 8
-	if size < minFrame || size > 1514 {
-		return nil, fmt.Errorf("frame size %d out of range %d-1514", size, minFrame)
+	if size < minFrame || size > maxFrame {
+		return nil, fmt.Errorf("frame size %d out of range %d-%d", size, minFrame, maxFrame)
 	}
 	if len(srcMAC) != 6 || len(dstMAC) != 6 {
 		return nil, fmt.Errorf("MACs %q and %q must be 6-byte Ethernet addresses", srcMAC, dstMAC)

@@ -36,6 +36,7 @@ type ovsPeer struct {
 	bins map[string]string
 	db   *proc // ovsdb-server
 	sw   *proc // ovs-vswitchd
+	desc string
 }
 
 func (o *ovsPeer) path(name string) string { return filepath.Join(o.dir, name) }
@@ -43,12 +44,12 @@ func (o *ovsPeer) path(name string) string { return filepath.Join(o.dir, name) }
 // dbRemote is where ovs-vswitchd and ovs-vsctl reach the database.
 func (o *ovsPeer) dbRemote() string { return "unix:" + o.path("db.sock") }
 
-// ovsUp starts a private Open vSwitch in S with a bridge on the userspace
-// (netdev) datapath whose ports are pa and pb, opened over AF_PACKET. It
-// returns what stops the daemons and removes their directory; on failure
-// it has done that itself.
-func (b *bencher) ovsUp(ctx context.Context) (_ func() error, err error) {
-	o := &ovsPeer{ns: b.t.S, cpu: b.r.swCPU, bins: map[string]string{}}
+// ovsUp starts a private Open vSwitch in t's S with a bridge on the
+// userspace (netdev) datapath whose ports are t's host ports, opened over
+// AF_PACKET, or over AF_XDP with afxdp. On failure it has stopped what it
+// started and removed its directory.
+func (b *bencher) ovsUp(ctx context.Context, t *topology, afxdp bool) (_ *ovsPeer, err error) {
+	o := &ovsPeer{ns: t.S, cpu: b.r.swCPU, bins: map[string]string{}}
 	for _, t := range ovsTools {
 		if o.bins[t], err = ovsFind(t); err != nil {
 			return nil, fmt.Errorf("bench: ovs: %w", err)
@@ -75,6 +76,16 @@ func (b *bencher) ovsUp(ctx context.Context) (_ func() error, err error) {
 		}
 	}()
 	b.r.logf("ovs: private directory %s", o.dir)
+	if afxdp {
+		// AF_XDP ports take no virtio-net header: the endpoints must
+		// hand over complete frames (ethtool -K eth0 tx off tso off gso
+		// off), or OVS forwards unfinished checksums and TCP stalls.
+		for _, ep := range t.Eps {
+			if err := offloadsOff(ep.Netns, epIfName); err != nil {
+				return nil, fmt.Errorf("bench: ovs: %w", err)
+			}
+		}
+	}
 	if _, err := o.run(ctx, "ovsdb-tool", "create", o.path("conf.db"), schema); err != nil {
 		return nil, err
 	}
@@ -91,8 +102,14 @@ func (b *bencher) ovsUp(ctx context.Context) (_ func() error, err error) {
 	// Without it OVS passes on the frames the endpoints' veths hand over
 	// with their checksums left to offload, unfinished, and B drops every
 	// UDP and TCP segment. It is read once, when ovs-vswitchd starts.
-	if _, err := o.vsctl(ctx, "--no-wait", "--", "init",
-		"--", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"); err != nil {
+	// AF_XDP ports poll in a PMD thread, pinned here to the switch CPU.
+	initArgs := []string{"--no-wait", "--", "init", "--", "set", "Open_vSwitch", "."}
+	if afxdp {
+		initArgs = append(initArgs, fmt.Sprintf("other_config:pmd-cpu-mask=0x%x", 1<<o.cpu))
+	} else {
+		initArgs = append(initArgs, "other_config:userspace-tso-enable=true")
+	}
+	if _, err := o.vsctl(ctx, initArgs...); err != nil {
 		return nil, err
 	}
 	// --disable-system: the userspace datapath only, no kernel datapath
@@ -104,14 +121,24 @@ func (b *bencher) ovsUp(ctx context.Context) (_ func() error, err error) {
 	}
 	// Without --no-wait, ovs-vsctl waits until ovs-vswitchd has applied
 	// the change (bounded by --timeout).
-	if _, err := o.vsctl(ctx,
-		"--", "add-br", bridgeName,
-		"--", "set", "Bridge", bridgeName, "datapath_type=netdev", "fail_mode=standalone",
-		"--", "add-port", bridgeName, portA, "--", "set", "Interface", portA, "type=system",
-		"--", "add-port", bridgeName, portB, "--", "set", "Interface", portB, "type=system"); err != nil {
+	args := []string{"--", "add-br", bridgeName,
+		"--", "set", "Bridge", bridgeName, "datapath_type=netdev", "fail_mode=standalone"}
+	kind := "type=system"
+	if afxdp {
+		kind = "type=afxdp"
+	}
+	ports := t.hostPorts()
+	for _, p := range ports {
+		args = append(args, "--", "add-port", bridgeName, p, "--", "set", "Interface", p, kind)
+		if afxdp {
+			// veth has no native AF_XDP zero-copy: generic (skb) mode.
+			args = append(args, "options:xdp-mode=generic")
+		}
+	}
+	if _, err := o.vsctl(ctx, args...); err != nil {
 		return nil, err
 	}
-	for _, port := range []string{portA, portB} {
+	for _, port := range ports {
 		if err := o.checkPort(ctx, port); err != nil {
 			return nil, err
 		}
@@ -123,9 +150,14 @@ func (b *bencher) ovsUp(ctx context.Context) (_ func() error, err error) {
 			version = f[len(f)-1]
 		}
 	}
-	b.notes = append(b.notes, fmt.Sprintf("ovs: Open vSwitch %s, userspace (netdev) datapath, ports pa and pb over AF_PACKET "+
-		"with userspace-tso-enable, NORMAL (MAC learning) forwarding; ovs-vswitchd and ovsdb-server on CPU %d", version, o.cpu))
-	return o.down, nil
+	if afxdp {
+		o.desc = fmt.Sprintf("Open vSwitch %s, userspace (netdev) datapath, ports over AF_XDP (generic mode, a PMD thread), "+
+			"endpoint offloads off, NORMAL (MAC learning) forwarding; ovs-vswitchd and its PMD on CPU %d", version, o.cpu)
+	} else {
+		o.desc = fmt.Sprintf("Open vSwitch %s, userspace (netdev) datapath, ports over AF_PACKET "+
+			"with userspace-tso-enable, NORMAL (MAC learning) forwarding; ovs-vswitchd and ovsdb-server on CPU %d", version, o.cpu)
+	}
+	return o, nil
 }
 
 // argv is a tool's command line, run in S, pinned to the switch CPU.

@@ -36,7 +36,7 @@ func parseIperf3(out []byte) (TCPResult, error) {
 	if r.Seconds <= 0 || r.BitsPerSecond <= 0 {
 		return TCPResult{}, errors.New("iperf3 JSON has no receiver summary (end.sum_received)")
 	}
-	res := TCPResult{Gbps: r.BitsPerSecond / 1e9, SenderGbps: s.BitsPerSecond / 1e9, Seconds: r.Seconds}
+	res := TCPResult{Tool: TCPIperf3, Gbps: r.BitsPerSecond / 1e9, SenderGbps: s.BitsPerSecond / 1e9, Seconds: r.Seconds}
 	if s.Retransmits != nil {
 		res.Retransmits = *s.Retransmits
 	}
@@ -60,6 +60,7 @@ func summarize(samples []time.Duration, lost int) RRResult {
 	r.P50 = us(percentile(samples, 50))
 	r.P90 = us(percentile(samples, 90))
 	r.P99 = us(percentile(samples, 99))
+	r.P999 = us(percentile(samples, 99.9))
 	r.Min = us(samples[0])
 	r.Max = us(samples[len(samples)-1])
 	r.Mean = us(sum / time.Duration(len(samples)))

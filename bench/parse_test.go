@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"encoding/binary"
-	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -35,12 +34,12 @@ func TestParseIperf3(t *testing.T) {
 		{
 			name: "iperf 3.12 client over veth",
 			in:   string(real),
-			want: TCPResult{Gbps: 20.169273073609688, SenderGbps: 20.170928944796143, Retransmits: 5343, Seconds: 1.000602},
+			want: TCPResult{Tool: TCPIperf3, Gbps: 20.169273073609688, SenderGbps: 20.170928944796143, Retransmits: 5343, Seconds: 1.000602},
 		},
 		{
 			name: "no retransmits field (not Linux)",
 			in:   `{"end":{"sum_sent":{"seconds":1,"bits_per_second":2e9},"sum_received":{"seconds":1,"bits_per_second":1e9}}}`,
-			want: TCPResult{Gbps: 1, SenderGbps: 2, Seconds: 1},
+			want: TCPResult{Tool: TCPIperf3, Gbps: 1, SenderGbps: 2, Seconds: 1},
 		},
 		{name: "refused", in: string(refused), wantErr: "iperf3: unable to connect to server: Connection refused"},
 		{name: "no summary", in: `{"end":{}}`, wantErr: "no receiver summary"},
@@ -111,7 +110,7 @@ func TestPercentile(t *testing.T) {
 func TestSummarize(t *testing.T) {
 	// Unsorted on purpose: summarize sorts.
 	got := summarize(us(30, 10, 20, 40, 100, 50, 60, 70, 80, 90), 3)
-	want := RRResult{Count: 10, Lost: 3, P50: 50, P90: 90, P99: 100, Min: 10, Max: 100, Mean: 55}
+	want := RRResult{Count: 10, Lost: 3, P50: 50, P90: 90, P99: 100, P999: 100, Min: 10, Max: 100, Mean: 55}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("summarize() (-want +got):\n%s", diff)
 	}
@@ -124,7 +123,7 @@ func TestUDPFrame(t *testing.T) {
 	src := netip.MustParseAddrPort("198.18.0.1:9999")
 	dst := netip.MustParseAddrPort("198.18.0.2:9")
 	for _, size := range []int{minFrame, 128, 1514} {
-		b, err := udpFrame(macA, macB, src, dst, size)
+		b, err := udpFrame(epMAC(0), epMAC(1), src, dst, size)
 		if err != nil {
 			t.Fatalf("udpFrame(%d): %v", size, err)
 		}
@@ -141,8 +140,8 @@ func TestUDPFrame(t *testing.T) {
 		if ip == nil || udp == nil {
 			t.Fatalf("udpFrame(%d): layers %v, want Ethernet/IPv4/UDP", size, pkt.Layers())
 		}
-		if !bytes.Equal(eth.SrcMAC, macA) || !bytes.Equal(eth.DstMAC, macB) {
-			t.Errorf("MACs %s -> %s, want %s -> %s", eth.SrcMAC, eth.DstMAC, macA, macB)
+		if !bytes.Equal(eth.SrcMAC, epMAC(0)) || !bytes.Equal(eth.DstMAC, epMAC(1)) {
+			t.Errorf("MACs %s -> %s, want %s -> %s", eth.SrcMAC, eth.DstMAC, epMAC(0), epMAC(1))
 		}
 		if !ip.SrcIP.Equal(net.IP(src.Addr().AsSlice())) || !ip.DstIP.Equal(net.IP(dst.Addr().AsSlice())) {
 			t.Errorf("IPs %s -> %s", ip.SrcIP, ip.DstIP)
@@ -166,11 +165,11 @@ func TestUDPFrame(t *testing.T) {
 		}
 	}
 	for _, bad := range []int{minFrame - 1, 1515} {
-		if _, err := udpFrame(macA, macB, src, dst, bad); err == nil {
+		if _, err := udpFrame(epMAC(0), epMAC(1), src, dst, bad); err == nil {
 			t.Errorf("udpFrame(%d) = nil error, want out of range", bad)
 		}
 	}
-	if _, err := udpFrame(macA, macB, netip.MustParseAddrPort("[fd00::1]:1"), dst, minFrame); err == nil {
+	if _, err := udpFrame(epMAC(0), epMAC(1), netip.MustParseAddrPort("[fd00::1]:1"), dst, minFrame); err == nil {
 		t.Error("udpFrame with an IPv6 source: nil error")
 	}
 }
@@ -212,7 +211,27 @@ func TestResolve(t *testing.T) {
 					t.Errorf("peers (-want +got):\n%s", diff)
 				}
 			}},
+		{name: "aliases", cfg: &Config{Tests: []string{"pps", "pps64", "ndr"}}, ncpu: 2, check: func(t *testing.T, r resolved) {
+			if diff := cmp.Diff([]string{TestPPS64, TestNDR64}, r.tests); diff != "" {
+				t.Errorf("tests (-want +got):\n%s", diff)
+			}
+		}},
+		{name: "quick", cfg: &Config{Quick: true}, ncpu: 2, check: func(t *testing.T, r resolved) {
+			if r.duration != quickDuration || r.reps != 1 || r.trials != quickTrials || r.tcpDuration != quickTCP {
+				t.Errorf("quick: duration %v reps %d trials %d tcp %v", r.duration, r.reps, r.trials, r.tcpDuration)
+			}
+		}},
+		{name: "defaults", cfg: &Config{Duration: 2500 * time.Millisecond}, ncpu: 2, check: func(t *testing.T, r resolved) {
+			if r.reps != DefaultReps || r.trials != DefaultTrials || r.eps != 2 || r.tcpTool != TCPAuto || r.tcpDuration != 3*time.Second {
+				t.Errorf("reps %d trials %d endpoints %d tcp %s %v", r.reps, r.trials, r.eps, r.tcpTool, r.tcpDuration)
+			}
+		}},
 		{name: "unknown test", cfg: &Config{Tests: []string{"udp"}}, ncpu: 2, wantErr: `unknown test "udp"`},
+		{name: "reps", cfg: &Config{Reps: -1}, ncpu: 2, wantErr: "reps -1"},
+		{name: "endpoints", cfg: &Config{Endpoints: 1}, ncpu: 2, wantErr: "endpoints 1"},
+		{name: "too many endpoints", cfg: &Config{Endpoints: MaxEndpoints + 1}, ncpu: 2, wantErr: "out of range"},
+		{name: "trials", cfg: &Config{Trials: 31}, ncpu: 2, wantErr: "trials 31"},
+		{name: "tcp tool", cfg: &Config{TCPTool: "netperf"}, ncpu: 2, wantErr: `tcp tool "netperf"`},
 		{name: "unknown peer", cfg: &Config{Peers: []string{"dpdk"}}, ncpu: 2, wantErr: `unknown peer "dpdk"`},
 		{name: "tpacket", cfg: &Config{TPacket: "v4"}, ncpu: 2, wantErr: `tpacket "v4"`},
 		{name: "short", cfg: &Config{Duration: time.Millisecond}, ncpu: 2, wantErr: "out of range"},
@@ -232,96 +251,5 @@ func TestResolve(t *testing.T) {
 			}
 			tt.check(t, r)
 		})
-	}
-}
-
-func TestReport(t *testing.T) {
-	rep := &Report{
-		Duration: "5s", Tests: AllTests, Peers: DefaultPeers, SwitchCPU: 1,
-		Results: []PeerResult{
-			{Peer: PeerKernel, TCP: &TCPResult{Gbps: 10}, PPS: &PPSResult{RxPPS: 400e3, OfferedPPS: 400e3},
-				RR: &RRResult{Count: 100, P50: 10, P90: 20, P99: 40}},
-			{Peer: PeerSwitchyard, TCP: &TCPResult{Gbps: 12, Retransmits: 7}, PPS: &PPSResult{RxPPS: 600e3, OfferedPPS: 1.2e6},
-				RR: &RRResult{Count: 50, P50: 25, P90: 30, P99: 50}, Errors: nil},
-		},
-	}
-	rep.computeRatios()
-	want := []Ratio{
-		{MetricTCPGbps, PeerSwitchyard, PeerKernel, 1.2},
-		{MetricRxPPS, PeerSwitchyard, PeerKernel, 1.5},
-		{MetricRRP50, PeerSwitchyard, PeerKernel, 2.5},
-		{MetricRRP90, PeerSwitchyard, PeerKernel, 1.5},
-		{MetricRRP99, PeerSwitchyard, PeerKernel, 1.25},
-	}
-	if diff := cmp.Diff(want, rep.Ratios, cmpopts.EquateApprox(1e-9, 0)); diff != "" {
-		t.Errorf("ratios (-want +got):\n%s", diff)
-	}
-
-	// A failed test has no figure and so no ratio; the table says why.
-	rep.Results[1].RR = nil
-	rep.Results[1].Errors = map[string]string{TestRR: "no round trip completed"}
-	rep.computeRatios()
-	for _, r := range rep.Ratios {
-		if strings.HasPrefix(r.Metric, "rr_") {
-			t.Errorf("ratio %+v computed without a switchyard RR result", r)
-		}
-	}
-	var sb strings.Builder
-	if err := rep.WriteTable(&sb); err != nil {
-		t.Fatal(err)
-	}
-	out := sb.String()
-	for _, want := range []string{"switchyard/kernel  1.20", "switchyard/kernel  1.50", "failed: no round trip completed", "kpps at B", "12.00"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks %q:\n%s", want, out)
-		}
-	}
-	sb.Reset()
-	if err := rep.WriteJSON(&sb); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(sb.String(), `"metric": "tcp_gbps"`) || math.IsNaN(rep.Ratios[0].Value) {
-		t.Errorf("JSON report:\n%s", sb.String())
-	}
-}
-
-func TestReportOVS(t *testing.T) {
-	rep := &Report{
-		Duration: "5s", Tests: []string{TestPPS}, Peers: AllPeers, SwitchCPU: 1,
-		Results: []PeerResult{
-			{Peer: PeerKernel, PPS: &PPSResult{RxPPS: 400e3, OfferedPPS: 400e3}},
-			{Peer: PeerSwitchyard, PPS: &PPSResult{RxPPS: 600e3, OfferedPPS: 1.2e6}},
-			{Peer: PeerOVS, PPS: &PPSResult{RxPPS: 200e3, OfferedPPS: 1.2e6}},
-		},
-	}
-	rep.computeRatios()
-	want := []Ratio{
-		{MetricRxPPS, PeerSwitchyard, PeerKernel, 1.5},
-		{MetricRxPPS, PeerOVS, PeerKernel, 0.5},
-		{MetricRxPPS, PeerSwitchyard, PeerOVS, 3},
-	}
-	if diff := cmp.Diff(want, rep.Ratios, cmpopts.EquateApprox(1e-9, 0)); diff != "" {
-		t.Errorf("ratios (-want +got):\n%s", diff)
-	}
-	var sb strings.Builder
-	if err := rep.WriteTable(&sb); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"switchyard/kernel  1.50", "ovs/kernel         0.50", "switchyard/ovs     3.00"} {
-		if !strings.Contains(sb.String(), want) {
-			t.Errorf("table lacks %q:\n%s", want, sb.String())
-		}
-	}
-}
-
-func TestDefaultPeers(t *testing.T) {
-	want := []string{PeerKernel, PeerSwitchyard}
-	if err := OVSInstalled(); err == nil {
-		want = append(want, PeerOVS)
-	} else {
-		t.Logf("Open vSwitch not installed, so not a default peer: %v", err)
-	}
-	if diff := cmp.Diff(want, DefaultPeers); diff != "" {
-		t.Errorf("DefaultPeers (-want +got):\n%s", diff)
 	}
 }

@@ -4,23 +4,33 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
 
-// Report is the outcome of a run: every peer's figures for every test, and
-// the ratios of each peer to the kernel bridge.
+// Report is the outcome of a run: every sample of every test against every
+// peer in every rep, their medians and spreads, the ratios between peers
+// rep by rep, and what was known about the machine. Every figure in it
+// comes from the run that wrote it.
 type Report struct {
-	Duration    string       `json:"duration"`
-	TPacket     string       `json:"tpacket,omitempty"`
-	BusyPoll    string       `json:"busy_poll"`
-	TX          string       `json:"tx"`
-	EndpointCPU int          `json:"endpoint_cpu"`
-	SwitchCPU   int          `json:"switch_cpu"`
-	Tests       []string     `json:"tests"`
-	Peers       []string     `json:"peers"`
-	Results     []PeerResult `json:"results"`
-	Ratios      []Ratio      `json:"ratios,omitempty"`
+	Machine  Machine  `json:"machine"`
+	Settings Settings `json:"settings"`
+	Tests    []string `json:"tests"`
+	Peers    []string `json:"peers"`
+	// PeerInfo says how each measured peer was set up: what it is, the
+	// endpoints' MTU and offloads.
+	PeerInfo map[string]PeerInfo `json:"peer_info,omitempty"`
+	Samples  []Sample            `json:"samples"`
+	// Summaries and Ratios are computed from Samples (see Summarize).
+	Summaries []Summary `json:"summaries,omitempty"`
+	Ratios    []Ratio   `json:"ratios,omitempty"`
+	// Failed maps a peer whose runs were ended early (a crash, a hang, a
+	// setup that failed) to why.
+	Failed map[string]string `json:"failed,omitempty"`
+	// Skipped maps a peer that was not measured (a program missing) to
+	// why.
+	Skipped map[string]string `json:"skipped,omitempty"`
 	// RRFloor is the request/response test over a direct veth between A
 	// and B with the server on the switch's CPU: what crossing CPUs costs
 	// with no switch at all.
@@ -28,37 +38,106 @@ type Report struct {
 	Notes   []string  `json:"notes,omitempty"`
 }
 
-// PeerResult holds one peer's figures. A test that could not run has no
-// figures and an entry in Errors.
-type PeerResult struct {
-	Peer string     `json:"peer"`
-	TCP  *TCPResult `json:"tcp,omitempty"`
-	PPS  *PPSResult `json:"pps,omitempty"`
-	RR   *RRResult  `json:"rr,omitempty"`
-	// Errors maps a test name (or "setup") to what went wrong.
-	Errors map[string]string `json:"errors,omitempty"`
-	// SwitchPorts is the switchyard worker's per-port counters at exit.
+// Machine is what the run knew about where it ran.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model,omitempty"`
+	Kernel    string `json:"kernel,omitempty"`
+	GoVersion string `json:"go_version,omitempty"`
+	// CongestionControl is the TCP congestion control of the endpoint
+	// namespaces.
+	CongestionControl string `json:"tcp_congestion_control,omitempty"`
+}
+
+// Settings are the run's parameters, every default filled in.
+type Settings struct {
+	Duration      string  `json:"duration"`
+	TCPDuration   string  `json:"tcp_duration"`
+	Reps          int     `json:"reps"`
+	Trials        int     `json:"ndr_trials"`
+	LossThreshold float64 `json:"ndr_loss_threshold"`
+	Endpoints     int     `json:"endpoints"`
+	Quick         bool    `json:"quick,omitempty"`
+	TCPTool       string  `json:"tcp_tool"`
+	TPacket       string  `json:"tpacket,omitempty"`
+	BusyPoll      string  `json:"busy_poll"`
+	TX            string  `json:"tx"`
+	EndpointCPU   int     `json:"endpoint_cpu"`
+	SwitchCPU     int     `json:"switch_cpu"`
+}
+
+// PeerInfo describes one peer as it was measured.
+type PeerInfo struct {
+	Desc string `json:"desc"`
+	MTU  int    `json:"mtu"`
+	// Offloads of the endpoints' interface and of the switch's ports, as
+	// ethtool names them.
+	Offloads string `json:"offloads,omitempty"`
+	// CPU says what the CPU s/Mpkt figure counts for this peer.
+	CPU string `json:"cpu,omitempty"`
+}
+
+// Sample is one test against one peer in one rep: its figures by metric
+// name (see TestMetrics), the detail behind them, or what went wrong.
+type Sample struct {
+	Rep     int                `json:"rep"`
+	Peer    string             `json:"peer"`
+	Test    string             `json:"test"`
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+	TCP     *TCPResult         `json:"tcp,omitempty"`
+	PPS     *PPSResult         `json:"pps,omitempty"`
+	NDR     *NDRResult         `json:"ndr,omitempty"`
+	RR      *RRResult          `json:"rr,omitempty"`
+	Error   string             `json:"error,omitempty"`
+	// SwitchPorts is the switchyard worker's per-port counters at exit,
+	// on the last sample of a peer's rep.
 	SwitchPorts json.RawMessage `json:"switch_ports,omitempty"`
 }
 
-// TCPResult is one iperf3 single-stream run.
+// TCPResult is one TCP throughput run.
 type TCPResult struct {
+	Tool        string  `json:"tool"`
+	Streams     int     `json:"streams"`
 	Gbps        float64 `json:"gbps"`        // as the receiver counted it
 	SenderGbps  float64 `json:"sender_gbps"` // as the sender counted it
 	Retransmits int64   `json:"retransmits"`
 	Seconds     float64 `json:"seconds"`
 }
 
-// PPSResult is one run of the 64-byte frame generator.
+// PPSResult is one run of the frame generator at full speed.
 type PPSResult struct {
-	// RxPPS is the rate of frames arriving at B's eth0 (rx_packets),
-	// measured over the middle of the run.
+	Size int `json:"frame_size"` // on the wire, with the FCS
+	// RxPPS is the rate of frames arriving at the receivers' eth0
+	// (rx_packets), measured over the middle of the run.
 	RxPPS float64 `json:"rx_pps"`
-	// OfferedPPS is the rate the generator in A handed to its interface.
+	// OfferedPPS is the rate the generator handed to its interface.
 	OfferedPPS float64 `json:"offered_pps"`
 	Sent       uint64  `json:"sent"`
 	Received   uint64  `json:"received_in_window"`
 	Window     float64 `json:"window_seconds"`
+	// CPUSeconds is the CPU time the switch used in the window (see
+	// PeerInfo.CPU), CPUPerMpkt that per million frames received.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	CPUPerMpkt float64 `json:"cpu_s_per_mpkt"`
+}
+
+// NDRResult is one RFC 2544-style search: the trials, in order, and the
+// highest offered rate whose loss stayed under the threshold.
+type NDRResult struct {
+	Size   int     `json:"frame_size"`
+	PPS    float64 `json:"pps"`  // 0 when no trial passed
+	Loss   float64 `json:"loss"` // of the passing trial
+	Trials []Trial `json:"trials"`
+}
+
+// Trial is one fixed-rate run of an ndr search.
+type Trial struct {
+	TargetPPS  float64 `json:"target_pps"`  // 0: as fast as the generator can
+	OfferedPPS float64 `json:"offered_pps"` // what it achieved
+	Sent       uint64  `json:"sent"`
+	Received   uint64  `json:"received"`
+	Loss       float64 `json:"loss"`
+	Pass       bool    `json:"pass"`
 }
 
 // RRResult is one UDP request/response run: round-trip times in
@@ -69,177 +148,199 @@ type RRResult struct {
 	P50   float64 `json:"p50_us"`
 	P90   float64 `json:"p90_us"`
 	P99   float64 `json:"p99_us"`
+	P999  float64 `json:"p999_us"`
 	Min   float64 `json:"min_us"`
 	Max   float64 `json:"max_us"`
 	Mean  float64 `json:"mean_us"`
 }
 
-// Ratio compares one metric of peer Of to peer To: Value = Of / To. For
-// throughput higher is better, for latency lower.
-type Ratio struct {
-	Metric string  `json:"metric"`
-	Of     string  `json:"of"`
-	To     string  `json:"to"`
-	Value  float64 `json:"value"`
+// Summarize (re)computes Summaries and Ratios from Samples.
+func (r *Report) Summarize() {
+	r.Summaries, r.Ratios = summarizeSamples(r.Samples, r.Tests, r.Peers)
 }
 
-// Metric names used in Ratios.
-const (
-	MetricTCPGbps = "tcp_gbps"
-	MetricRxPPS   = "rx_pps"
-	MetricRRP50   = "rr_p50_us"
-	MetricRRP90   = "rr_p90_us"
-	MetricRRP99   = "rr_p99_us"
-)
-
-func (r *Report) result(peer string) *PeerResult {
-	for i := range r.Results {
-		if r.Results[i].Peer == peer {
-			return &r.Results[i]
+// Summary returns the spread of one metric of one test for peer.
+func (r *Report) Summary(test, peer, metric string) (Spread, bool) {
+	for _, s := range r.Summaries {
+		if s.Test == test && s.Peer == peer && s.Metric == metric {
+			return s.Spread, true
 		}
 	}
-	return nil
+	return Spread{}, false
 }
 
-func metric(p *PeerResult, m string) (float64, bool) {
-	switch {
-	case p == nil:
-	case m == MetricTCPGbps && p.TCP != nil:
-		return p.TCP.Gbps, true
-	case m == MetricRxPPS && p.PPS != nil:
-		return p.PPS.RxPPS, true
-	case m == MetricRRP50 && p.RR != nil && p.RR.Count > 0:
-		return p.RR.P50, true
-	case m == MetricRRP90 && p.RR != nil && p.RR.Count > 0:
-		return p.RR.P90, true
-	case m == MetricRRP99 && p.RR != nil && p.RR.Count > 0:
-		return p.RR.P99, true
-	}
-	return 0, false
-}
-
-// computeRatios fills r.Ratios: switchyard and OVS to the kernel bridge,
-// and switchyard to OVS, for every metric both sides have.
-func (r *Report) computeRatios() {
-	r.Ratios = nil
-	pairs := [][2]string{{PeerSwitchyard, PeerKernel}, {PeerOVS, PeerKernel}, {PeerSwitchyard, PeerOVS}}
-	for _, m := range []string{MetricTCPGbps, MetricRxPPS, MetricRRP50, MetricRRP90, MetricRRP99} {
-		for _, pr := range pairs {
-			a, okA := metric(r.result(pr[0]), m)
-			b, okB := metric(r.result(pr[1]), m)
-			if okA && okB && b > 0 {
-				r.Ratios = append(r.Ratios, Ratio{Metric: m, Of: pr[0], To: pr[1], Value: a / b})
-			}
-		}
-	}
-}
-
-func (r *Report) ratios(m string) []Ratio {
-	var out []Ratio
+// Ratio returns the ratio of peer of to peer to on one metric of a test.
+func (r *Report) Ratio(test, metric, of, to string) (Spread, bool) {
 	for _, x := range r.Ratios {
-		if x.Metric == m {
-			out = append(out, x)
+		if x.Test == test && x.Metric == metric && x.Of == of && x.To == to {
+			return x.Spread, true
 		}
 	}
-	return out
+	return Spread{}, false
 }
 
-// WriteJSON writes the report as indented JSON.
+// WriteJSON writes the report, every sample included, as indented JSON.
 func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
 }
 
-// WriteTable writes the report as one table per test, each peer's figures
-// followed by the ratios.
+// WriteTable writes the report as one table per test: each peer's medians
+// (with the range over the reps when there are several), then the ratios
+// between peers, then the notes.
 func (r *Report) WriteTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintf(w, "switchyard bench: %s per test, endpoints on CPU %d, switchyard on CPU %d",
-		r.Duration, r.EndpointCPU, r.SwitchCPU)
-	if r.TPacket != "" {
-		fmt.Fprintf(w, ", TPACKET_%s", strings.ToUpper(r.TPacket))
-	}
-	if r.TX != "" {
-		fmt.Fprintf(w, ", tx %s, busy-poll %s", r.TX, r.BusyPoll)
+	s := r.Settings
+	fmt.Fprintf(w, "switchyard bench: %d rep(s), %s per test (TCP %s), %d endpoints; endpoints on CPU %d, switch on CPU %d\n",
+		s.Reps, s.Duration, s.TCPDuration, s.Endpoints, s.EndpointCPU, s.SwitchCPU)
+	m := r.Machine
+	fmt.Fprintf(w, "machine: %d CPUs (%s), kernel %s, %s, TCP congestion control %s\n",
+		m.CPUs, orUnknown(m.CPUModel), orUnknown(m.Kernel), orUnknown(m.GoVersion), orUnknown(m.CongestionControl))
+	fmt.Fprintf(w, "switchyard: tx %s, busy-poll %s", s.TX, s.BusyPoll)
+	if s.TPacket != "" {
+		fmt.Fprintf(w, ", TPACKET_%s", strings.ToUpper(s.TPacket))
 	}
 	fmt.Fprintln(w)
-	failed := func(p *PeerResult, test string) string {
-		if e, ok := p.Errors[test]; ok {
-			return "failed: " + e
-		}
-		if e, ok := p.Errors["setup"]; ok {
-			return "failed: " + e
-		}
-		return "not run"
+	if r.Settings.Reps > 1 {
+		fmt.Fprintln(w, "figures: median [min-max] over the reps; ratios: median [min-max] of the rep-by-rep ratios")
 	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	var errNotes []string
 	for _, test := range r.Tests {
 		fmt.Fprintln(w)
-		switch test {
-		case TestTCP:
-			fmt.Fprintln(w, "TCP, one stream (iperf3)")
-			fmt.Fprintln(tw, "\tGbit/s\tretransmits\t")
-			for i := range r.Results {
-				p := &r.Results[i]
-				if p.TCP == nil {
-					fmt.Fprintf(tw, "  %s\t%s\t\t\n", p.Peer, failed(p, test))
-					continue
-				}
-				fmt.Fprintf(tw, "  %s\t%.2f\t%d\t\n", p.Peer, p.TCP.Gbps, p.TCP.Retransmits)
-			}
-			r.writeRatios(tw, MetricTCPGbps)
-		case TestPPS:
-			fmt.Fprintln(w, "64-byte frames, generator in A to B")
-			fmt.Fprintln(tw, "\tkpps at B\toffered kpps\t")
-			for i := range r.Results {
-				p := &r.Results[i]
-				if p.PPS == nil {
-					fmt.Fprintf(tw, "  %s\t%s\t\t\n", p.Peer, failed(p, test))
-					continue
-				}
-				fmt.Fprintf(tw, "  %s\t%.0f\t%.0f\t\n", p.Peer, p.PPS.RxPPS/1e3, p.PPS.OfferedPPS/1e3)
-			}
-			r.writeRatios(tw, MetricRxPPS)
-		case TestRR:
-			fmt.Fprintln(w, "UDP request/response, one in flight (round trip in us; ratios: lower is better)")
-			fmt.Fprintln(tw, "\tp50\tp90\tp99\tcount\tlost\t")
-			for i := range r.Results {
-				p := &r.Results[i]
-				if p.RR == nil {
-					fmt.Fprintf(tw, "  %s\t%s\t\t\t\t\t\n", p.Peer, failed(p, test))
-					continue
-				}
-				fmt.Fprintf(tw, "  %s\t%.1f\t%.1f\t%.1f\t%d\t%d\t\n", p.Peer, p.RR.P50, p.RR.P90, p.RR.P99, p.RR.Count, p.RR.Lost)
-			}
-			r.writeRatios(tw, MetricRRP50, MetricRRP90, MetricRRP99)
+		title := TestTitles[test]
+		if (test == TestTCP || test == TestTCP4) && s.TCPTool != "" {
+			title += " (" + r.tcpToolUsed() + ")"
 		}
+		fmt.Fprintln(w, title)
+		metrics := TestMetrics[test]
+		hdr := []string{""}
+		for _, m := range metrics {
+			hdr = append(hdr, m.Label)
+		}
+		fmt.Fprintln(tw, strings.Join(hdr, "\t")+"\t")
+		for _, peer := range r.Peers {
+			if _, skipped := r.Skipped[peer]; skipped {
+				continue
+			}
+			cols := []string{"  " + peer}
+			any := false
+			for _, m := range metrics {
+				sp, ok := r.Summary(test, peer, m.Name)
+				if !ok {
+					cols = append(cols, "-")
+					continue
+				}
+				any = true
+				cols = append(cols, formatSpread(sp, m))
+			}
+			if !any {
+				cols = []string{"  " + peer, "error (see notes)"}
+				errNotes = append(errNotes, fmt.Sprintf("%s: %s: %s", peer, test, r.sampleError(test, peer)))
+			}
+			fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
+		}
+		r.writeRatios(tw, test, metrics)
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 	}
-	if len(r.Notes) > 0 {
+	var notes []string
+	for _, p := range r.Peers {
+		if why, ok := r.Skipped[p]; ok {
+			notes = append(notes, p+": skipped: "+why)
+		}
+	}
+	for _, p := range r.Peers {
+		if why, ok := r.Failed[p]; ok {
+			notes = append(notes, p+": runs ended early: "+why)
+		}
+	}
+	for _, n := range errNotes {
+		if p, _, _ := strings.Cut(n, ":"); r.Failed[p] == "" {
+			notes = append(notes, n)
+		}
+	}
+	for _, p := range r.Peers {
+		if pi, ok := r.PeerInfo[p]; ok {
+			line := fmt.Sprintf("%s: %s; MTU %d", p, pi.Desc, pi.MTU)
+			if pi.Offloads != "" {
+				line += "; offloads " + pi.Offloads
+			}
+			if pi.CPU != "" {
+				line += "; CPU s/Mpkt counts " + pi.CPU
+			}
+			notes = append(notes, line)
+		}
+	}
+	notes = append(notes, r.Notes...)
+	if len(notes) > 0 {
 		fmt.Fprintln(w)
-		for _, n := range r.Notes {
+		for _, n := range notes {
 			fmt.Fprintln(w, "note: "+n)
 		}
 	}
 	return nil
 }
 
+// tcpToolUsed names the TCP tool the samples say was used.
+func (r *Report) tcpToolUsed() string {
+	for _, s := range r.Samples {
+		if s.TCP != nil {
+			return s.TCP.Tool
+		}
+	}
+	return r.Settings.TCPTool
+}
+
+// sampleError is the first error of peer's samples of test, or why the
+// peer's runs ended.
+func (r *Report) sampleError(test, peer string) string {
+	for _, s := range r.Samples {
+		if s.Test == test && s.Peer == peer && s.Error != "" {
+			return s.Error
+		}
+	}
+	if why, ok := r.Failed[peer]; ok {
+		return why
+	}
+	return "not run"
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// formatSpread is the median, and the range when there are several
+// values.
+func formatSpread(sp Spread, m Metric) string {
+	f := func(v float64) string { return fmt.Sprintf("%.*f", m.Prec, v*m.Scale) }
+	if sp.N < 2 {
+		return f(sp.Median)
+	}
+	return fmt.Sprintf("%s [%s-%s]", f(sp.Median), f(sp.Min), f(sp.Max))
+}
+
 // writeRatios writes one row per pair of peers, with the ratio of each
-// metric in its own column.
-func (r *Report) writeRatios(tw io.Writer, metrics ...string) {
+// ratio metric of test in its column.
+func (r *Report) writeRatios(tw io.Writer, test string, metrics []Metric) {
 	type pair struct{ of, to string }
 	var order []pair
 	cols := map[pair][]string{}
 	for i, m := range metrics {
-		for _, x := range r.ratios(m) {
+		for _, x := range r.Ratios {
+			if x.Test != test || x.Metric != m.Name {
+				continue
+			}
 			k := pair{x.Of, x.To}
 			if _, ok := cols[k]; !ok {
 				order = append(order, k)
-				cols[k] = make([]string, len(metrics))
+				cols[k] = slices.Repeat([]string{""}, len(metrics))
 			}
-			cols[k][i] = fmt.Sprintf("%.2f", x.Value)
+			cols[k][i] = formatSpread(x.Spread, Metric{Scale: 1, Prec: 2})
 		}
 	}
 	for _, k := range order {

@@ -1,15 +1,10 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -23,22 +18,34 @@ import (
 
 const (
 	iperfPort = 5201
+	tcpPort   = 5202
 	rrPort    = 7777
 	genSrc    = 9999
-	genDst    = 9 // discard: nothing listens in B
+	genDst    = 9 // discard: nothing reads it in B (see sinks)
 	echoPort  = 7
 	// startTimeout bounds how long a worker may take to say it is ready.
 	startTimeout = 10 * time.Second
 	// slack is added to a run's own duration before it is killed.
 	slack = 15 * time.Second
+	// healthTimeout bounds the round trip that checks a peer still
+	// forwards after each test.
+	healthTimeout = 2 * time.Second
 )
 
-// Run builds the topology, measures every configured peer with every
-// configured test, removes the topology and returns the report. A test
-// that fails for one peer is recorded in that peer's Errors and the run
-// goes on; Run itself fails when it cannot run at all (not root, a tool
-// missing, the topology cannot be built). When ctx ends it stops its
-// children, removes the topology and returns what it has with ctx's error.
+// Run measures every configured peer with every configured test, rep after
+// rep, and returns the report. Each rep measures the peers in turn (A B C,
+// A B C, ...): a peer gets a topology of fresh namespaces, is started, runs
+// every test, and is stopped and its namespaces removed before the next
+// peer starts, so no peer idles (or polls) beside another's measurement.
+//
+// A test that fails is a sample with an error. A peer that crashes (its
+// process exits) or hangs (no round trip from A to B within healthTimeout
+// after a test) is stopped, its namespaces removed, and its runs end there
+// with an error recorded in Report.Failed; the other peers go on. A peer
+// whose programs are missing is skipped with a note. Run itself fails when
+// it cannot run at all (not root, a tool missing). When ctx ends it stops
+// its children, removes its namespaces and returns what it has with ctx's
+// error.
 func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 	r, err := cfg.resolve(runtime.NumCPU())
 	if err != nil {
@@ -47,56 +54,75 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 	if err := preflight(r); err != nil {
 		return nil, err
 	}
+	if r.tcpTool == TCPAuto {
+		r.tcpTool = TCPBuiltin
+		if _, err := exec.LookPath("iperf3"); err == nil {
+			r.tcpTool = TCPIperf3
+		}
+	}
 	rep := &Report{
-		Duration: r.duration.String(), TPacket: r.tpacket,
-		BusyPoll: r.busyPoll.String(), TX: r.tx,
-		EndpointCPU: r.epCPU, SwitchCPU: r.swCPU,
+		Machine: machine(),
+		Settings: Settings{Duration: r.duration.String(), TCPDuration: r.tcpDuration.String(), Reps: r.reps,
+			Trials: r.trials, LossThreshold: LossThreshold, Endpoints: r.eps, Quick: r.quick, TCPTool: r.tcpTool,
+			TPacket: r.tpacket, BusyPoll: r.busyPoll.String(), TX: r.tx, EndpointCPU: r.epCPU, SwitchCPU: r.swCPU},
 		Tests: r.tests, Peers: r.peers,
+		PeerInfo: map[string]PeerInfo{}, Failed: map[string]string{}, Skipped: map[string]string{},
 	}
 	if r.epCPU == r.swCPU {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("endpoints and switchyard share CPU %d", r.epCPU))
+		rep.Notes = append(rep.Notes, fmt.Sprintf("endpoints and switch share CPU %d", r.epCPU))
 	}
-	r.logf("building topology")
-	topo, err := newTopology()
-	if err != nil {
-		return nil, err
+	if r.tcpTool == TCPBuiltin && (slices.Contains(r.tests, TestTCP) || slices.Contains(r.tests, TestTCP4)) {
+		rep.Notes = append(rep.Notes, "tcp: iperf3 is not installed (or not chosen): the built-in bulk sender measured TCP, "+
+			"its figures are not comparable to iperf3's")
 	}
-	r.logf("namespaces %s, %s, %s", topo.A, topo.B, topo.S)
-	defer func() {
-		if cerr := topo.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
+	b := &bencher{r: r}
+	var peers []peer
+	for _, name := range r.peers {
+		p := newPeer(name)
+		if err := p.missing(); err != nil {
+			rep.Skipped[name] = err.Error()
+			continue
 		}
-	}()
-	b := &bencher{r: r, t: topo}
-	for _, peer := range r.peers {
-		if ctx.Err() != nil {
-			break
-		}
-		if peer == PeerOVS {
-			if oerr := OVSInstalled(); oerr != nil {
-				rep.Notes = append(rep.Notes, "ovs: skipped: "+oerr.Error())
+		peers = append(peers, p)
+	}
+	total := r.reps * len(peers) * len(r.tests)
+	done := 0
+	for rp := range r.reps {
+		for _, p := range peers {
+			if ctx.Err() != nil {
+				break
+			}
+			if _, failed := rep.Failed[p.name()]; failed {
+				done += len(r.tests)
 				continue
 			}
+			b.runPeer(ctx, p, rp, rep, func(test string, finished bool) {
+				if finished {
+					done++
+				}
+				r.progress(Progress{Done: done, Total: total, Rep: rp + 1, Reps: r.reps, Peer: p.name(), Test: test})
+			})
 		}
-		pr := b.measure(ctx, peer)
-		if peer == PeerKernel && pr.PPS != nil && pr.PPS.RxPPS >= 0.9*pr.PPS.OfferedPPS {
-			rep.Notes = append(rep.Notes, "kernel: the kernel bridge forwards in the generator's own softirq on its CPU, "+
-				"so its 64-byte figure is what the generator and bridge manage together on one CPU")
-		}
-		rep.Results = append(rep.Results, pr)
 	}
+	r.progress(Progress{Done: done, Total: total, Rep: r.reps, Reps: r.reps})
 	if slices.Contains(r.tests, TestRR) && ctx.Err() == nil {
 		if f, ferr := b.rrFloor(ctx); ferr != nil {
 			rep.Notes = append(rep.Notes, "cross-CPU floor: not measured: "+ferr.Error())
 		} else {
 			rep.RRFloor = f
 			rep.Notes = append(rep.Notes, fmt.Sprintf("cross-CPU floor: the same round trip over a direct veth A-B with no switch, "+
-				"server on CPU %d: p50 %.1f us, p90 %.1f us; any switch on another CPU than the endpoints pays at least this",
-				r.swCPU, f.P50, f.P90))
+				"server on CPU %d: p50 %.1f us, p99 %.1f us; any switch on another CPU than the endpoints pays at least this",
+				r.swCPU, f.P50, f.P99))
 		}
 	}
 	rep.Notes = append(rep.Notes, b.notes...)
-	rep.computeRatios()
+	if len(rep.Failed) == 0 {
+		rep.Failed = nil
+	}
+	if len(rep.Skipped) == 0 {
+		rep.Skipped = nil
+	}
+	rep.Summarize()
 	if ctx.Err() != nil {
 		return rep, fmt.Errorf("bench: interrupted: %w", ctx.Err())
 	}
@@ -113,10 +139,8 @@ func preflight(r resolved) error {
 		{"ip", "apt-get install iproute2"},
 		{"taskset", "apt-get install util-linux"},
 	}
-	for _, t := range r.tests {
-		if t == TestTCP {
-			tools = append(tools, struct{ bin, hint string }{"iperf3", "apt-get install iperf3, or leave out the tcp test with --tests pps,rr"})
-		}
+	if r.tcpTool == TCPIperf3 && (slices.Contains(r.tests, TestTCP) || slices.Contains(r.tests, TestTCP4)) {
+		tools = append(tools, struct{ bin, hint string }{"iperf3", "apt-get install iperf3, or measure TCP with --tcp builtin"})
 	}
 	for _, t := range tools {
 		if _, err := exec.LookPath(t.bin); err != nil {
@@ -128,8 +152,178 @@ func preflight(r resolved) error {
 
 type bencher struct {
 	r     resolved
-	t     *topology
 	notes []string // for the report, from the peers
+}
+
+// testHookAfterTest, when set, is called after each test of each peer
+// with the PIDs of the peer's processes; a test injects failures with it.
+var testHookAfterTest func(peer, test string, rep int, pids []int)
+
+// runPeer brings p up for rep rp, runs every test, checks after each that
+// the peer still forwards, and takes it down. Samples, and the peer's
+// failure if any, go into rep. progress is called before each test and
+// after it.
+func (b *bencher) runPeer(ctx context.Context, p peer, rp int, rep *Report, progress func(test string, finished bool)) {
+	name := p.name()
+	fail := func(from int, why string) {
+		rep.Failed[name] = why
+		for _, t := range b.r.tests[from:] {
+			rep.Samples = append(rep.Samples, Sample{Rep: rp, Peer: name, Test: t, Error: why})
+			progress(t, true)
+		}
+	}
+	b.r.logf("%s: rep %d: up", name, rp+1)
+	progress(b.r.tests[0], false)
+	in, err := p.up(ctx, b)
+	if err != nil {
+		if ctx.Err() == nil {
+			fail(0, "setup: "+err.Error())
+		}
+		return
+	}
+	in.peer = name
+	info := in.info
+	info.MTU, _ = linkMTU(in.client().Netns, epIfName)
+	info.Offloads = "endpoints' eth0: " + offloads(in.client().Netns, epIfName)
+	if hp := in.topo.hostPorts(); len(hp) > 0 {
+		info.Offloads += "; switch's " + hp[0] + ": " + offloads(in.topo.S, hp[0])
+	}
+	rep.PeerInfo[name] = info
+	if rep.Machine.CongestionControl == "" {
+		rep.Machine.CongestionControl = congestionControl(in.client().Netns)
+	}
+	defer func() {
+		b.r.logf("%s: rep %d: down", name, rp+1)
+		if err := in.close(); err != nil {
+			if _, failed := rep.Failed[name]; !failed {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("%s: rep %d: teardown: %v", name, rp+1, err))
+			}
+		}
+		if in.ports != nil && len(rep.Samples) > 0 {
+			if last := &rep.Samples[len(rep.Samples)-1]; last.Peer == name {
+				last.SwitchPorts = in.ports()
+			}
+		}
+	}()
+	if err := b.checkPath(ctx, in, 5*time.Second); err != nil {
+		if ctx.Err() == nil {
+			fail(0, "setup: "+err.Error())
+		}
+		return
+	}
+	for i, test := range b.r.tests {
+		if ctx.Err() != nil {
+			return
+		}
+		progress(test, false)
+		b.r.logf("%s: rep %d: %s", name, rp+1, test)
+		s := b.runTest(ctx, in, test)
+		s.Rep, s.Peer, s.Test = rp, name, test
+		if testHookAfterTest != nil {
+			var pids []int
+			for _, p := range in.procs {
+				pids = append(pids, p.cmd.Process.Pid)
+			}
+			testHookAfterTest(name, test, rp, pids)
+		}
+		if ctx.Err() != nil {
+			if s.Error == "" {
+				rep.Samples = append(rep.Samples, s)
+			}
+			return
+		}
+		// A crash or a hang ends the peer's runs: this sample is
+		// suspect, and the later ones are not run.
+		if why := b.health(ctx, in, test); why != "" {
+			b.r.logf("%s: rep %d: %s", name, rp+1, why)
+			s.Metrics, s.TCP, s.PPS, s.NDR, s.RR = nil, nil, nil, nil, nil
+			s.Error = why
+			rep.Samples = append(rep.Samples, s)
+			progress(test, true)
+			fail(i+1, why)
+			return
+		}
+		if s.Error != "" {
+			b.r.logf("%s: rep %d: %s: %s", name, rp+1, test, s.Error)
+		}
+		if s.NDR != nil && s.NDR.PPS == 0 && len(s.NDR.Trials) > 0 {
+			low := s.NDR.Trials[len(s.NDR.Trials)-1]
+			for _, t := range s.NDR.Trials {
+				if t.OfferedPPS < low.OfferedPPS {
+					low = t
+				}
+			}
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: rep %d: %s: no trial passed; the lowest, %.0f kpps offered, lost %.2f%%",
+				name, rp+1, test, low.OfferedPPS/1e3, low.Loss*100))
+		}
+		rep.Samples = append(rep.Samples, s)
+		progress(test, true)
+	}
+}
+
+// health says why in is no longer usable after test, or "".
+func (b *bencher) health(ctx context.Context, in *instance, test string) string {
+	if err := in.crashed(); err != nil {
+		return fmt.Sprintf("crashed during the %s test: %v", test, err)
+	}
+	if err := b.checkPath(ctx, in, healthTimeout); err != nil && ctx.Err() == nil {
+		if cerr := in.crashed(); cerr != nil {
+			return fmt.Sprintf("crashed during the %s test: %v", test, cerr)
+		}
+		return fmt.Sprintf("hung after the %s test: no UDP round trip from A to B within %v", test, healthTimeout)
+	}
+	return ""
+}
+
+// runTest runs one test against in.
+func (b *bencher) runTest(ctx context.Context, in *instance, test string) Sample {
+	var s Sample
+	var err error
+	switch test {
+	case TestTCP, TestTCP4:
+		streams := 1
+		if test == TestTCP4 {
+			streams = 4
+		}
+		s.TCP, err = b.tcp(ctx, in, streams)
+		if s.TCP != nil {
+			s.Metrics = map[string]float64{MetricGbps: s.TCP.Gbps, MetricRetrans: float64(s.TCP.Retransmits)}
+		}
+	case TestPPS64, TestPPS1518:
+		s.PPS, err = b.pps(ctx, in, testFrameSize(test))
+		if s.PPS != nil {
+			s.Metrics = map[string]float64{MetricRxPPS: s.PPS.RxPPS, MetricOfferedPPS: s.PPS.OfferedPPS,
+				MetricPPSGbps: wireGbps(s.PPS.RxPPS, s.PPS.Size)}
+			if s.PPS.CPUPerMpkt > 0 {
+				s.Metrics[MetricCPUPerMpkt] = s.PPS.CPUPerMpkt
+			}
+		}
+	case TestNDR64, TestNDR1518:
+		s.NDR, err = b.ndr(ctx, in, testFrameSize(test))
+		if s.NDR != nil {
+			s.Metrics = map[string]float64{MetricNDRPPS: s.NDR.PPS, MetricNDRGbps: wireGbps(s.NDR.PPS, s.NDR.Size),
+				MetricNDRLoss: s.NDR.Loss, MetricNDRTrials: float64(len(s.NDR.Trials))}
+		}
+	case TestRR:
+		s.RR, err = b.rr(ctx, in)
+		if s.RR != nil && s.RR.Count > 0 {
+			s.Metrics = map[string]float64{MetricP50: s.RR.P50, MetricP99: s.RR.P99, MetricP999: s.RR.P999,
+				MetricRRCount: float64(s.RR.Count), MetricRRLost: float64(s.RR.Lost)}
+		}
+	default:
+		err = fmt.Errorf("bench: test %q not supported", test)
+	}
+	if err != nil {
+		s.Error = err.Error()
+		s.Metrics = nil
+	}
+	return s
+}
+
+// wireGbps is the bit rate of pps frames of size bytes (with FCS) on an
+// Ethernet wire, preamble and gap included.
+func wireGbps(pps float64, size int) float64 {
+	return pps * float64(size+wireOverhead) * 8 / 1e9
 }
 
 // pinned prefixes argv with taskset for cpu, run inside namespace ns when
@@ -148,102 +342,22 @@ func (b *bencher) worker(cpu int, args ...string) []string {
 	return pinned("", cpu, argv...)
 }
 
-// measure brings peer up, runs every test against it and takes it down.
-func (b *bencher) measure(ctx context.Context, peer string) (pr PeerResult) {
-	pr = PeerResult{Peer: peer, Errors: map[string]string{}}
-	// Deferred: runs after the peer is taken down below.
-	defer func() {
-		if len(pr.Errors) == 0 {
-			pr.Errors = nil
-		}
-	}()
-	b.r.logf("%s: up", peer)
-	down, err := b.peerUp(ctx, peer, &pr)
-	if err != nil {
-		pr.Errors["setup"] = err.Error()
-		return pr
-	}
-	defer func() {
-		if err := down(); err != nil {
-			pr.Errors["teardown"] = err.Error()
-		}
-	}()
-	if err := b.checkPath(ctx, 5*time.Second); err != nil {
-		pr.Errors["setup"] = err.Error()
-		return pr
-	}
-	for _, test := range b.r.tests {
-		if ctx.Err() != nil {
-			return pr
-		}
-		b.r.logf("%s: %s", peer, test)
-		var err error
-		switch test {
-		case TestTCP:
-			pr.TCP, err = b.tcp(ctx)
-		case TestPPS:
-			pr.PPS, err = b.pps(ctx)
-		case TestRR:
-			pr.RR, err = b.rr(ctx)
-		}
-		if err != nil {
-			pr.Errors[test] = err.Error()
-			b.r.logf("%s: %s: %v", peer, test, err)
-		}
-	}
-	return pr
-}
-
-// peerUp starts forwarding between pa and pb and returns what stops it.
-func (b *bencher) peerUp(ctx context.Context, peer string, pr *PeerResult) (func() error, error) {
-	switch peer {
-	case PeerKernel:
-		if err := b.t.kernelBridgeUp(); err != nil {
-			return nil, err
-		}
-		return b.t.kernelBridgeDown, nil
-	case PeerSwitchyard:
-		args := []string{"switch", "-netns", b.t.S, "-ports", portA + "," + portB,
-			"-timeout", b.workerTimeout().String()}
-		if b.r.tpacket != "" {
-			args = append(args, "-tpacket", b.r.tpacket)
-		}
-		args = append(args, "-busy-poll", b.r.busyPoll.String(), "-tx", b.r.tx)
-		sw, err := startProc("switchyard worker", b.worker(b.r.swCPU, args...))
-		if err != nil {
-			return nil, err
-		}
-		if err := sw.waitLine(ctx, lineReady, startTimeout); err != nil {
-			sw.stop(time.Second)
-			return nil, err
-		}
-		return func() error {
-			err := sw.stop(5 * time.Second)
-			if l := sw.lastLine(); json.Valid([]byte(l)) && l != lineReady {
-				pr.SwitchPorts = json.RawMessage(l)
-			}
-			return err
-		}, nil
-	case PeerOVS:
-		return b.ovsUp(ctx)
-	}
-	return nil, fmt.Errorf("bench: peer %q not supported", peer)
-}
-
 // workerTimeout bounds a long-lived worker (the switch) in case the
-// harness cannot stop it.
+// harness cannot stop it: every test of one rep, with room.
 func (b *bencher) workerTimeout() time.Duration {
-	return time.Duration(len(b.r.tests))*(b.r.duration+2*slack) + time.Minute
+	per := b.r.duration*time.Duration(b.r.trials+3) + b.r.tcpDuration + 2*slack
+	return time.Duration(len(b.r.tests))*per + time.Minute
 }
 
 // checkPath sends UDP datagrams from A to B and back until one round trip
 // succeeds: the path works, both sides have resolved each other's MAC and
 // the switch has learned both.
-func (b *bencher) checkPath(ctx context.Context, timeout time.Duration) error {
+func (b *bencher) checkPath(ctx context.Context, in *instance, timeout time.Duration) error {
+	tg := in.server()
 	var srv *net.UDPConn
-	err := netns.Do(b.t.B, func() error {
+	err := netns.Do(tg.Netns, func() error {
 		var err error
-		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: addrB.Addr().AsSlice(), Port: echoPort})
+		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: tg.Listen.AsSlice(), Port: echoPort})
 		return err
 	})
 	if err != nil {
@@ -261,9 +375,9 @@ func (b *bencher) checkPath(ctx context.Context, timeout time.Duration) error {
 		}
 	}()
 	var cli *net.UDPConn
-	err = netns.Do(b.t.A, func() error {
+	err = netns.Do(in.client().Netns, func() error {
 		var err error
-		cli, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: addrB.Addr().AsSlice(), Port: echoPort})
+		cli, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: tg.Dst.AsSlice(), Port: echoPort})
 		return err
 	})
 	if err != nil {
@@ -300,181 +414,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// tcp runs one iperf3 stream from A to B.
-func (b *bencher) tcp(ctx context.Context) (*TCPResult, error) {
-	secs := max(1, int(math.Ceil(b.r.duration.Seconds())))
-	port := strconv.Itoa(iperfPort)
-	srv, err := startProc("iperf3 server", pinned(b.t.B, b.r.epCPU,
-		"iperf3", "-s", "-1", "-p", port, "-B", addrB.Addr().String()))
-	if err != nil {
-		return nil, err
+// joinTargets lists the targets' destinations and MACs for the generator.
+func joinTargets(ts []target, port uint16) (dsts, macs string) {
+	var d, m []string
+	for _, t := range ts {
+		d = append(d, fmt.Sprintf("%s:%d", t.Dst, port))
+		m = append(m, t.DstMAC.String())
 	}
-	defer srv.stop(2 * time.Second)
-	if err := b.waitListening(ctx, srv, iperfPort, startTimeout); err != nil {
-		return nil, err
-	}
-	cli, err := startProc("iperf3 client", pinned(b.t.A, b.r.epCPU,
-		"iperf3", "-c", addrB.Addr().String(), "-p", port, "-t", strconv.Itoa(secs), "-J", "--connect-timeout", "3000"))
-	if err != nil {
-		return nil, err
-	}
-	werr := cli.wait(ctx, time.Duration(secs)*time.Second+slack)
-	res, perr := parseIperf3(cli.stdout())
-	if perr != nil {
-		if werr != nil {
-			return nil, errors.Join(werr, perr)
-		}
-		return nil, perr
-	}
-	return &res, nil
-}
-
-// waitListening waits until something in B listens on TCP port.
-func (b *bencher) waitListening(ctx context.Context, p *proc, port int, timeout time.Duration) error {
-	want := fmt.Sprintf(":%04X ", port)
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		var listening bool
-		err := netns.Do(b.t.B, func() error {
-			for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
-				data, err := os.ReadFile(f)
-				if err != nil {
-					continue
-				}
-				sc := bufio.NewScanner(bytes.NewReader(data))
-				for sc.Scan() {
-					fields := strings.Fields(sc.Text())
-					// sl local_address rem_address st ...; 0A is LISTEN.
-					if len(fields) > 3 && strings.HasSuffix(fields[1]+" ", want) && fields[3] == "0A" {
-						listening = true
-					}
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if listening {
-			return nil
-		}
-		select {
-		case <-p.done:
-			return p.failure(fmt.Errorf("exited before listening (%v)", p.err))
-		default:
-		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	return p.failure(fmt.Errorf("not listening on port %d after %v", port, timeout))
-}
-
-// pps runs the 64-byte generator in A and counts what arrives at B over
-// the middle 80% of the run, away from start-up and from the frames still
-// queued when the generator stops.
-func (b *bencher) pps(ctx context.Context) (*PPSResult, error) {
-	h, err := netns.NetlinkHandle(b.t.B)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	// A socket on the generator's port that never reads: B's stack queues
-	// the first frames and drops the rest at the full socket, cheaply.
-	// Without it every frame makes B's stack look up a route and build an
-	// ICMP port-unreachable, and with veth that work runs on the sending
-	// CPU: the switch's, for switchyard and OVS, which then measure B's
-	// ICMP error path more than their own forwarding.
-	var sink *net.UDPConn
-	err = netns.Do(b.t.B, func() error {
-		var err error
-		sink, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrB.Addr(), genDst)))
-		if err == nil {
-			err = sink.SetReadBuffer(4096)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("bench: sink socket in B: %w", err)
-	}
-	defer sink.Close()
-	d := b.r.duration
-	gen, err := startProc("generator", b.worker(b.r.epCPU, "gen", "-netns", b.t.A, "-ifname", epIfName,
-		"-src-mac", macA.String(), "-dst-mac", macB.String(),
-		"-src", netip.AddrPortFrom(addrA.Addr(), genSrc).String(),
-		"-dst", netip.AddrPortFrom(addrB.Addr(), genDst).String(),
-		"-duration", d.String(), "-timeout", (d+slack).String()))
-	if err != nil {
-		return nil, err
-	}
-	defer gen.stop(time.Second)
-	if err := gen.waitLine(ctx, lineStart, startTimeout); err != nil {
-		return nil, err
-	}
-	if err := sleep(ctx, d/10); err != nil {
-		return nil, err
-	}
-	n1, err := rxPackets(h, epIfName)
-	if err != nil {
-		return nil, err
-	}
-	t1 := time.Now()
-	if err := sleep(ctx, d*8/10); err != nil {
-		return nil, err
-	}
-	n2, err := rxPackets(h, epIfName)
-	if err != nil {
-		return nil, err
-	}
-	window := time.Since(t1)
-	if err := gen.wait(ctx, d+slack); err != nil {
-		return nil, err
-	}
-	var g genReport
-	if err := json.Unmarshal([]byte(gen.lastLine()), &g); err != nil {
-		return nil, fmt.Errorf("bench: generator report %q: %w", gen.lastLine(), err)
-	}
-	res := &PPSResult{Sent: g.Sent, Received: n2 - n1, Window: window.Seconds()}
-	res.RxPPS = float64(res.Received) / window.Seconds()
-	if g.Seconds > 0 {
-		res.OfferedPPS = float64(g.Sent) / g.Seconds
-	}
-	return res, nil
-}
-
-// rr runs the UDP echo server in B and the one-in-flight client in A.
-func (b *bencher) rr(ctx context.Context) (*RRResult, error) {
-	return b.rrTo(ctx, addrB.Addr(), b.r.epCPU)
-}
-
-// rrTo runs the request/response test from A to server in B, the server
-// pinned to serverCPU.
-func (b *bencher) rrTo(ctx context.Context, server netip.Addr, serverCPU int) (*RRResult, error) {
-	d := b.r.duration
-	ap := netip.AddrPortFrom(server, rrPort).String()
-	srv, err := startProc("udp server", b.worker(serverCPU, "udp-server", "-netns", b.t.B,
-		"-listen", ap, "-timeout", (d+2*slack).String()))
-	if err != nil {
-		return nil, err
-	}
-	defer srv.stop(2 * time.Second)
-	if err := srv.waitLine(ctx, lineReady, startTimeout); err != nil {
-		return nil, err
-	}
-	cli, err := startProc("udp client", b.worker(b.r.epCPU, "udp-client", "-netns", b.t.A,
-		"-server", ap, "-duration", d.String(), "-timeout", (d+slack).String()))
-	if err != nil {
-		return nil, err
-	}
-	if err := cli.wait(ctx, d+slack); err != nil {
-		return nil, err
-	}
-	var res RRResult
-	if err := json.Unmarshal([]byte(cli.lastLine()), &res); err != nil {
-		return nil, fmt.Errorf("bench: udp client report %q: %w", cli.lastLine(), err)
-	}
-	if res.Count == 0 {
-		return &res, fmt.Errorf("bench: no round trip completed (%d lost)", res.Lost)
-	}
-	return &res, nil
+	return strings.Join(d, ","), strings.Join(m, ",")
 }

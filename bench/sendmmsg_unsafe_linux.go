@@ -8,12 +8,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mmsgSender sends batches of one frame through a raw AF_PACKET socket
-// with sendmmsg, bypassing the qdisc. The socket is bound with protocol 0,
-// so it receives nothing.
+// mmsgSender sends batches of frames through a raw AF_PACKET socket with
+// sendmmsg, bypassing the qdisc: message i of a batch is frames[i mod
+// len(frames)]. The socket is bound with protocol 0, so it receives
+// nothing.
 type mmsgSender struct {
 	fd     int
-	frame  []byte
+	frames [][]byte
 	iov    []unix.Iovec
 	hdrs   []unix.Mmsghdr
 	sent   uint64
@@ -22,7 +23,7 @@ type mmsgSender struct {
 
 // newMmsgSender opens the socket on ifname in the calling thread's
 // namespace.
-func newMmsgSender(ifname string, frame []byte, batch int) (*mmsgSender, error) {
+func newMmsgSender(ifname string, frames [][]byte, batch int) (*mmsgSender, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", ifname, err)
@@ -39,24 +40,26 @@ func newMmsgSender(ifname string, frame []byte, batch int) (*mmsgSender, error) 
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind to %s: %w", ifname, err)
 	}
-	m := &mmsgSender{fd: fd, frame: frame, iov: make([]unix.Iovec, batch), hdrs: make([]unix.Mmsghdr, batch)}
+	m := &mmsgSender{fd: fd, frames: frames, iov: make([]unix.Iovec, batch), hdrs: make([]unix.Mmsghdr, batch)}
 	for i := range m.hdrs {
-		m.iov[i].Base = &m.frame[0]
-		m.iov[i].SetLen(len(m.frame))
+		f := m.frames[i%len(frames)]
+		m.iov[i].Base = &f[0]
+		m.iov[i].SetLen(len(f))
 		m.hdrs[i].Hdr.Iov = &m.iov[i]
 		m.hdrs[i].Hdr.SetIovlen(1)
 	}
 	return m, nil
 }
 
-// send sends one batch. A full device queue (ENOBUFS) is counted, not
-// returned.
-func (m *mmsgSender) send() error {
-	n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(m.fd),
-		uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)), 0, 0, 0)
+// send sends n (at most the batch size) frames. A full device queue
+// (ENOBUFS) is counted, not returned.
+func (m *mmsgSender) send(n int) error {
+	n = min(n, len(m.hdrs))
+	r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(m.fd),
+		uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(n), 0, 0, 0)
 	switch errno {
 	case 0:
-		m.sent += uint64(n)
+		m.sent += uint64(r)
 		return nil
 	case unix.ENOBUFS, unix.EAGAIN, unix.EINTR:
 		m.errors++

@@ -5,29 +5,68 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/switchyard-net/switchyard/netns"
 )
 
-// topology is three namespaces: endpoints A and B, and the switch
-// namespace S holding the other ends of their veths, pa and pb.
-type topology struct {
-	A, B, S string
+// endpoint is one endpoint namespace of a topology: its interface epIfName
+// has MAC and Addr; HostIf is the other end of its veth in the switch
+// namespace ("" when the switch makes the endpoint's link itself, as the
+// TAP peer does).
+type endpoint struct {
+	Netns  string
+	HostIf string
+	MAC    net.HardwareAddr
+	Addr   netip.Prefix
 }
 
-// newTopology creates the namespaces and veths under fresh names. On
-// failure it removes what it made.
-func newTopology() (_ *topology, err error) {
+// topology is one peer's namespaces: the switch namespace S and the
+// endpoints, Eps[0] (A) the client and sender of every test, Eps[1] (B)
+// the server, and any others receivers of the pps and ndr generator.
+// Every peer instance gets a topology of its own, built for it and removed
+// with it, so that a peer that crashes or hangs takes nothing of the
+// others down with it.
+type topology struct {
+	S   string
+	Eps []endpoint
+}
+
+// epMAC and epAddr are endpoint i's MAC and address, the same in every
+// topology.
+func epMAC(i int) net.HardwareAddr {
+	return net.HardwareAddr{0x02, 0x53, 0x59, 0x00, 0x00, byte(i + 1)}
+}
+
+func epAddr(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 1)}), 24)
+}
+
+// hostPort is the name of endpoint i's veth end in S.
+func hostPort(i int) string { return "p" + strconv.Itoa(i) }
+
+// newTopology creates S and n endpoint namespaces under fresh names with
+// tag in them; with veths, each endpoint gets a veth to S. On failure it
+// removes what it made.
+func newTopology(tag string, n int, veths bool) (_ *topology, err error) {
 	var sfx [4]byte
 	if _, err := rand.Read(sfx[:]); err != nil {
 		return nil, fmt.Errorf("bench: random suffix: %w", err)
 	}
-	s := hex.EncodeToString(sfx[:])
-	t := &topology{A: "sybench-a-" + s, B: "sybench-b-" + s, S: "sybench-s-" + s}
+	base := "sybench-" + tag + "-" + hex.EncodeToString(sfx[:])
+	t := &topology{S: base + "-s"}
+	for i := range n {
+		ep := endpoint{Netns: base + "-" + strconv.Itoa(i), MAC: epMAC(i), Addr: epAddr(i)}
+		if veths {
+			ep.HostIf = hostPort(i)
+		}
+		t.Eps = append(t.Eps, ep)
+	}
 	var made []string
 	defer func() {
 		if err != nil {
@@ -36,7 +75,7 @@ func newTopology() (_ *topology, err error) {
 			}
 		}
 	}()
-	for _, n := range []string{t.S, t.A, t.B} {
+	for _, n := range t.namespaces() {
 		if err := netns.Create(n); err != nil {
 			return nil, fmt.Errorf("bench: topology: %w", err)
 		}
@@ -50,30 +89,51 @@ func newTopology() (_ *topology, err error) {
 			return nil
 		})
 	}
-	for _, ep := range []netns.Endpoint{
-		{Netns: t.A, IfName: epIfName, HostName: portA, HostNetns: t.S, MAC: macA, Addrs: []netip.Prefix{addrA}},
-		{Netns: t.B, IfName: epIfName, HostName: portB, HostNetns: t.S, MAC: macB, Addrs: []netip.Prefix{addrB}},
-	} {
-		if err := netns.AddVeth(ep); err != nil {
-			return nil, fmt.Errorf("bench: topology: %w", err)
+	if veths {
+		for _, ep := range t.Eps {
+			if err := netns.AddVeth(netns.Endpoint{Netns: ep.Netns, IfName: epIfName, HostName: ep.HostIf,
+				HostNetns: t.S, MAC: ep.MAC, Addrs: []netip.Prefix{ep.Addr}}); err != nil {
+				return nil, fmt.Errorf("bench: topology: %w", err)
+			}
 		}
 	}
 	return t, nil
 }
 
+func (t *topology) namespaces() []string {
+	out := []string{t.S}
+	for _, ep := range t.Eps {
+		out = append(out, ep.Netns)
+	}
+	return out
+}
+
+// hostPorts are the veth ends in S.
+func (t *topology) hostPorts() []string {
+	var out []string
+	for _, ep := range t.Eps {
+		if ep.HostIf != "" {
+			out = append(out, ep.HostIf)
+		}
+	}
+	return out
+}
+
 // Close deletes the namespaces and with them the veths.
 func (t *topology) Close() error {
 	var errs []error
-	for _, n := range []string{t.A, t.B, t.S} {
-		if err := netns.Delete(n); err != nil {
-			errs = append(errs, err)
+	for _, n := range t.namespaces() {
+		if netns.Exists(n) {
+			if err := netns.Delete(n); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// kernelBridgeUp creates a kernel bridge in S with pa and pb as ports.
-// STP stays off, so the ports forward at once.
+// kernelBridgeUp creates a kernel bridge in S with the host ports as its
+// ports. STP stays off, so the ports forward at once.
 func (t *topology) kernelBridgeUp() (err error) {
 	h, err := netns.NetlinkHandle(t.S)
 	if err != nil {
@@ -89,7 +149,7 @@ func (t *topology) kernelBridgeUp() (err error) {
 			_ = h.LinkDel(br)
 		}
 	}()
-	for _, name := range []string{portA, portB} {
+	for _, name := range t.hostPorts() {
 		l, err := h.LinkByName(name)
 		if err != nil {
 			return fmt.Errorf("bench: kernel bridge port %s: %w", name, err)
@@ -104,23 +164,39 @@ func (t *topology) kernelBridgeUp() (err error) {
 	return nil
 }
 
-// kernelBridgeDown deletes the kernel bridge; its ports stay.
-func (t *topology) kernelBridgeDown() error {
-	if err := netns.DelLink(t.S, bridgeName); err != nil {
-		return fmt.Errorf("bench: delete kernel bridge: %w", err)
+// rxPackets reads the rx_packets counter of the endpoints' interface in
+// each of namespaces and returns their sum.
+func rxPackets(namespaces []string) (uint64, error) {
+	var sum uint64
+	for _, ns := range namespaces {
+		h, err := netns.NetlinkHandle(ns)
+		if err != nil {
+			return 0, err
+		}
+		l, err := h.LinkByName(epIfName)
+		h.Close()
+		if err != nil {
+			return 0, fmt.Errorf("bench: read stats of %s in %s: %w", epIfName, ns, err)
+		}
+		st := l.Attrs().Statistics
+		if st == nil {
+			return 0, fmt.Errorf("bench: %s in %s has no statistics", epIfName, ns)
+		}
+		sum += st.RxPackets
 	}
-	return nil
+	return sum, nil
 }
 
-// rxPackets reads the rx_packets counter of link name through h.
-func rxPackets(h *netlink.Handle, name string) (uint64, error) {
+// linkMTU is the MTU of link name in namespace ns.
+func linkMTU(ns, name string) (int, error) {
+	h, err := netns.NetlinkHandle(ns)
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
 	l, err := h.LinkByName(name)
 	if err != nil {
-		return 0, fmt.Errorf("bench: read stats of %s: %w", name, err)
+		return 0, err
 	}
-	st := l.Attrs().Statistics
-	if st == nil {
-		return 0, fmt.Errorf("bench: %s has no statistics", name)
-	}
-	return st.RxPackets, nil
+	return l.Attrs().MTU, nil
 }

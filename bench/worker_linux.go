@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os/signal"
@@ -22,6 +23,7 @@ import (
 	"github.com/switchyard-net/switchyard/switch/bridge"
 	"github.com/switchyard-net/switchyard/switch/port"
 	"github.com/switchyard-net/switchyard/switch/port/afpacket"
+	"github.com/switchyard-net/switchyard/switch/port/tap"
 )
 
 // Worker lines: what a worker prints on stdout when it is ready or has
@@ -47,25 +49,37 @@ func Worker(args []string, stdout io.Writer) error {
 	var run func(ctx context.Context) error
 	switch name {
 	case "switch":
-		ports := fs.String("ports", "", "comma-separated interfaces to bridge")
-		tpacket := fs.String("tpacket", "", "ring version: v2 or v3 (default: the afpacket default)")
-		busy := fs.Duration("busy-poll", 0, "how long ports poll their rings before sleeping")
-		tx := fs.String("tx", "ring", "transmit path: ring or mmsg")
-		run = func(ctx context.Context) error {
-			return switchWorker(ctx, stdout, *ns, *ports, *tpacket, *busy, *tx)
-		}
+		var sc switchConfig
+		fs.StringVar(&sc.ports, "ports", "", "comma-separated interfaces to bridge over AF_PACKET rings")
+		fs.StringVar(&sc.taps, "taps", "", "comma-separated TAP endpoints to create and bridge: NAME=NETNS=MAC=ADDR/BITS")
+		fs.StringVar(&sc.tpacket, "tpacket", "", "ring version: v2 or v3 (default: the afpacket default)")
+		fs.DurationVar(&sc.busy, "busy-poll", 0, "how long ports poll their rings before sleeping")
+		fs.StringVar(&sc.tx, "tx", "ring", "transmit path: ring or mmsg")
+		run = func(ctx context.Context) error { sc.netns = *ns; return switchWorker(ctx, stdout, sc) }
 	case "gen":
 		var g genConfig
 		fs.StringVar(&g.ifname, "ifname", epIfName, "interface to send on")
 		fs.StringVar(&g.srcMAC, "src-mac", "", "source MAC")
-		fs.StringVar(&g.dstMAC, "dst-mac", "", "destination MAC")
+		fs.StringVar(&g.dstMAC, "dst-mac", "", "destination MACs, comma-separated, one per -dst")
 		fs.StringVar(&g.src, "src", "", "source IPv4 address:port")
-		fs.StringVar(&g.dst, "dst", "", "destination IPv4 address:port")
+		fs.StringVar(&g.dst, "dst", "", "destination IPv4 address:port, comma-separated: frames go to each in turn")
 		fs.IntVar(&g.size, "size", minFrame, "frame size without FCS")
-		fs.IntVar(&g.batch, "batch", 256, "frames per send call")
+		fs.IntVar(&g.batch, "batch", 256, "most frames per send call")
+		fs.Float64Var(&g.rate, "rate", 0, "frames per second to offer (0: as fast as possible)")
 		fs.StringVar(&g.mode, "mode", "mmsg", "mmsg (raw socket, sendmmsg: the faster here) or ring (AF_PACKET TX ring)")
 		fs.DurationVar(&g.duration, "duration", time.Second, "how long to send")
 		run = func(ctx context.Context) error { g.netns = *ns; return genWorker(ctx, stdout, g) }
+	case "tcp-sink":
+		var c tcpConfig
+		fs.StringVar(&c.addr, "listen", "", "IPv4 address:port to listen on")
+		fs.IntVar(&c.streams, "streams", 1, "connections to accept")
+		run = func(ctx context.Context) error { c.netns = *ns; return tcpSink(ctx, stdout, c) }
+	case "tcp-send":
+		var c tcpConfig
+		fs.StringVar(&c.addr, "server", "", "IPv4 address:port to send to")
+		fs.IntVar(&c.streams, "streams", 1, "connections to send on")
+		fs.DurationVar(&c.duration, "duration", time.Second, "how long to send")
+		run = func(ctx context.Context) error { c.netns = *ns; return tcpSend(ctx, stdout, c) }
 	case "udp-server":
 		listen := fs.String("listen", "", "IPv4 address:port to echo on")
 		run = func(ctx context.Context) error { return udpServer(ctx, stdout, *ns, *listen) }
@@ -96,53 +110,75 @@ func Worker(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// switchWorker bridges the named interfaces of namespace ns with
-// switchyard's bridge over AF_PACKET ring ports until ctx ends, then
-// prints the ports' counters.
-func switchWorker(ctx context.Context, stdout io.Writer, ns, ports, tpacket string, busy time.Duration, tx string) error {
-	names := strings.Split(ports, ",")
-	if ports == "" || len(names) < 2 {
-		return errors.New("-ports: give at least two interfaces")
-	}
-	cfg := &afpacket.Config{}
-	switch tpacket {
-	case "":
-	case "v2":
-		cfg.Version = afpacket.TPacketV2
-	case "v3":
-		cfg.Version = afpacket.TPacketV3
-	default:
-		return fmt.Errorf("-tpacket %q: want v2 or v3", tpacket)
-	}
-	cfg.BusyPoll = busy
-	switch tx {
-	case "ring":
-	case "mmsg":
-		cfg.TxMode = afpacket.TxSendmmsg
-	default:
-		return fmt.Errorf("-tx %q: want ring or mmsg", tx)
-	}
-	var opened []*afpacket.Port
-	err := netns.Do(ns, func() error {
-		for _, n := range names {
-			p, err := afpacket.Open(n, cfg)
-			if err != nil {
-				return err
-			}
-			opened = append(opened, p)
-		}
-		return nil
-	})
-	if err != nil {
-		for _, p := range opened {
+type switchConfig struct {
+	netns, ports, taps, tpacket, tx string
+	busy                            time.Duration
+}
+
+// switchWorker bridges, with switchyard's bridge, the named interfaces of
+// namespace ns over AF_PACKET ring ports and the TAP endpoints it creates
+// (each a TAP moved into its namespace, whose fd it keeps: the TAPs go
+// away with the process, however it ends) until ctx ends, then prints the
+// ports' counters.
+func switchWorker(ctx context.Context, stdout io.Writer, sc switchConfig) error {
+	var names []string
+	var ports []port.Port
+	closeAll := func() {
+		for _, p := range ports {
 			p.Close()
 		}
-		return err
+	}
+	if sc.ports != "" {
+		cfg := &afpacket.Config{BusyPoll: sc.busy}
+		switch sc.tpacket {
+		case "":
+		case "v2":
+			cfg.Version = afpacket.TPacketV2
+		case "v3":
+			cfg.Version = afpacket.TPacketV3
+		default:
+			return fmt.Errorf("-tpacket %q: want v2 or v3", sc.tpacket)
+		}
+		switch sc.tx {
+		case "ring":
+		case "mmsg":
+			cfg.TxMode = afpacket.TxSendmmsg
+		default:
+			return fmt.Errorf("-tx %q: want ring or mmsg", sc.tx)
+		}
+		err := netns.Do(sc.netns, func() error {
+			for _, n := range strings.Split(sc.ports, ",") {
+				p, err := afpacket.Open(n, cfg)
+				if err != nil {
+					return err
+				}
+				names, ports = append(names, n), append(ports, p)
+			}
+			return nil
+		})
+		if err != nil {
+			closeAll()
+			return err
+		}
+	}
+	if sc.taps != "" {
+		for _, spec := range strings.Split(sc.taps, ",") {
+			q, err := openTapEndpoint(sc.netns, spec)
+			if err != nil {
+				closeAll()
+				return err
+			}
+			names, ports = append(names, q.Name()), append(ports, q)
+		}
+	}
+	if len(ports) < 2 {
+		closeAll()
+		return errors.New("give at least two ports with -ports and -taps")
 	}
 	br := bridge.New(nil)
-	for i, p := range opened {
+	for i, p := range ports {
 		if err := br.AddPort(names[i], p, bridge.DefaultFlags()); err != nil {
-			for _, q := range opened[i:] {
+			for _, q := range ports[i:] {
 				q.Close()
 			}
 			br.Close()
@@ -161,11 +197,40 @@ func switchWorker(ctx context.Context, stdout io.Writer, ns, ports, tpacket stri
 	return cerr
 }
 
+// openTapEndpoint creates the TAP endpoint spec describes, NAME=NETNS=MAC=
+// ADDR/BITS: a TAP created as NAME in namespace hostNs, moved into NETNS
+// as eth0 with MAC and ADDR, and returns its queue.
+func openTapEndpoint(hostNs, spec string) (*tap.Queue, error) {
+	f := strings.Split(spec, "=")
+	if len(f) != 4 {
+		return nil, fmt.Errorf("-taps %q: want NAME=NETNS=MAC=ADDR/BITS", spec)
+	}
+	mac, err := net.ParseMAC(f[2])
+	if err != nil {
+		return nil, fmt.Errorf("-taps %q: %w", spec, err)
+	}
+	addr, err := netip.ParsePrefix(f[3])
+	if err != nil {
+		return nil, fmt.Errorf("-taps %q: %w", spec, err)
+	}
+	files, err := netns.AddTap(netns.Endpoint{Netns: f[1], IfName: epIfName, HostName: f[0], HostNetns: hostNs,
+		MAC: mac, Addrs: []netip.Prefix{addr}}, 1)
+	if err != nil {
+		return nil, err
+	}
+	qs, err := tap.New(f[0], files, nil)
+	if err != nil {
+		return nil, err
+	}
+	return qs[0], nil
+}
+
 type genConfig struct {
 	netns, ifname  string
 	srcMAC, dstMAC string
 	src, dst       string
 	size, batch    int
+	rate           float64
 	mode           string
 	duration       time.Duration
 }
@@ -178,33 +243,45 @@ type genReport struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// genWorker sends copies of one UDP frame as fast as it can for the
-// configured duration and reports how many the interface took.
+// genWorker sends copies of UDP frames, to each destination in turn, for
+// the configured duration, as fast as it can or paced to the configured
+// rate, and reports how many the interface took.
 func genWorker(ctx context.Context, stdout io.Writer, g genConfig) error {
 	srcMAC, err := net.ParseMAC(g.srcMAC)
 	if err != nil {
 		return fmt.Errorf("-src-mac: %w", err)
 	}
-	dstMAC, err := net.ParseMAC(g.dstMAC)
-	if err != nil {
-		return fmt.Errorf("-dst-mac: %w", err)
-	}
 	src, err := netip.ParseAddrPort(g.src)
 	if err != nil {
 		return fmt.Errorf("-src: %w", err)
 	}
-	dst, err := netip.ParseAddrPort(g.dst)
-	if err != nil {
-		return fmt.Errorf("-dst: %w", err)
+	dsts, macs := strings.Split(g.dst, ","), strings.Split(g.dstMAC, ",")
+	if len(dsts) != len(macs) {
+		return fmt.Errorf("-dst has %d entries and -dst-mac %d: want one MAC per destination", len(dsts), len(macs))
 	}
 	if g.batch < 1 || g.batch > 1024 {
 		return fmt.Errorf("-batch %d out of range 1-1024", g.batch)
 	}
-	frame, err := udpFrame(srcMAC, dstMAC, src, dst, g.size)
-	if err != nil {
-		return err
+	if g.rate < 0 || math.IsNaN(g.rate) || math.IsInf(g.rate, 0) {
+		return fmt.Errorf("-rate %v: want a rate in frames per second, or 0", g.rate)
 	}
-	var send func() error
+	var frames [][]byte
+	for i := range dsts {
+		dstMAC, err := net.ParseMAC(macs[i])
+		if err != nil {
+			return fmt.Errorf("-dst-mac: %w", err)
+		}
+		dst, err := netip.ParseAddrPort(dsts[i])
+		if err != nil {
+			return fmt.Errorf("-dst: %w", err)
+		}
+		f, err := udpFrame(srcMAC, dstMAC, src, dst, g.size)
+		if err != nil {
+			return err
+		}
+		frames = append(frames, f)
+	}
+	var send func(n int) error
 	var report func() genReport
 	var closer func()
 	switch g.mode {
@@ -214,7 +291,7 @@ func genWorker(ctx context.Context, stdout io.Writer, g genConfig) error {
 			var err error
 			p, err = afpacket.Open(g.ifname, &afpacket.Config{
 				DisableVNetHdr: true,
-				TxFrameSize:    256,
+				TxFrameSize:    2048,
 				TxFrameCount:   4 * g.batch,
 				RxBlockCount:   2,
 				BatchSize:      g.batch,
@@ -225,11 +302,11 @@ func genWorker(ctx context.Context, stdout io.Writer, g genConfig) error {
 			return err
 		}
 		closer = func() { p.Close() }
-		frames := make([]port.Frame, g.batch)
-		for i := range frames {
-			frames[i].Data = frame
+		pf := make([]port.Frame, g.batch)
+		for i := range pf {
+			pf[i].Data = frames[i%len(frames)]
 		}
-		send = func() error { _, err := p.Write(frames); return err }
+		send = func(n int) error { _, err := p.Write(pf[:n]); return err }
 		report = func() genReport {
 			st := p.Stats()
 			return genReport{Sent: st.TxFrames, Dropped: st.TxDropped, Errors: st.TxErrors}
@@ -238,7 +315,7 @@ func genWorker(ctx context.Context, stdout io.Writer, g genConfig) error {
 		var m *mmsgSender
 		err = netns.Do(g.netns, func() error {
 			var err error
-			m, err = newMmsgSender(g.ifname, frame, g.batch)
+			m, err = newMmsgSender(g.ifname, frames, g.batch)
 			return err
 		})
 		if err != nil {
@@ -252,19 +329,51 @@ func genWorker(ctx context.Context, stdout io.Writer, g genConfig) error {
 	}
 	defer closer()
 
+	// A paced generator sends at most what keeps a burst under
+	// maxBurst at its rate, so the offered load is smooth at the scale
+	// of a switch's batch.
+	const maxBurst = 50 * time.Microsecond
+	batch := g.batch
+	if g.rate > 0 {
+		batch = min(g.batch, max(1, int(g.rate*maxBurst.Seconds())))
+	}
 	fmt.Fprintln(stdout, lineStart)
 	start := time.Now()
 	var serr error
+	var attempted int64
 	for i := 0; ; i++ {
-		if err := send(); err != nil {
+		n := batch
+		if g.rate > 0 {
+			el := time.Since(start)
+			if el >= g.duration || ctx.Err() != nil {
+				break
+			}
+			due := int64(g.rate*el.Seconds()) + 1 - attempted
+			if due <= 0 {
+				// Ahead of schedule: spin (a sleep can oversleep by
+				// a millisecond and then owe a burst), unless far
+				// ahead, as at very low rates.
+				if ahead := time.Duration(float64(-due+1) / g.rate * float64(time.Second)); ahead > 2*time.Millisecond {
+					time.Sleep(ahead - time.Millisecond)
+				}
+				continue
+			}
+			if due > int64(4*batch) {
+				// Fell behind (preempted): drop the backlog rather
+				// than send it as one burst. The report counts only
+				// what was sent, so the offered rate stays honest.
+				attempted += due - int64(batch)
+				due = int64(batch)
+			}
+			n = int(min(int64(batch), due))
+		} else if i%16 == 0 && (time.Since(start) >= g.duration || ctx.Err() != nil) {
+			break
+		}
+		if err := send(n); err != nil {
 			serr = err
 			break
 		}
-		if i%16 == 0 {
-			if time.Since(start) >= g.duration || ctx.Err() != nil {
-				break
-			}
-		}
+		attempted += int64(n)
 	}
 	rep := report()
 	rep.Seconds = time.Since(start).Seconds()

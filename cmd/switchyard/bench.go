@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -14,39 +15,57 @@ import (
 	"github.com/switchyard-net/switchyard/bench"
 )
 
-// newBenchCmd is `switchyard bench`: the kernel bridge and switchyard (and
-// Open vSwitch where installed) on the same namespace topology, measured
-// side by side in one run.
+// newBenchCmd is `switchyard bench`: the kernel bridge, switchyard (ring
+// ports and TAP endpoints) and Open vSwitch where installed, each on a
+// namespace topology of its own, measured interleaved in one run.
 func newBenchCmd() *cobra.Command {
 	var (
-		duration time.Duration
-		tests    []string
-		peers    []string
-		tpacket  string
-		busyPoll time.Duration
-		tx       string
-		asJSON   bool
-		verbose  bool
+		duration  time.Duration
+		reps      int
+		trials    int
+		endpoints int
+		quick     bool
+		tests     []string
+		peers     []string
+		tcpTool   string
+		tpacket   string
+		busyPoll  time.Duration
+		tx        string
+		jsonFile  string
+		plotFile  string
+		verbose   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure switchyard against the kernel bridge on a namespace topology",
-		Long: `bench builds namespaces A and B, each with a veth to a switch namespace S,
-and measures every peer forwarding between them in one run: single-stream TCP
-(iperf3), 64-byte frames per second arriving at B from a generator in A, and
-UDP request/response latency. Endpoint tools run on CPU 0, the switch
-(switchyard, or ovs-vswitchd) on CPU 1. Figures are reported side by side and
-as ratios to the kernel bridge, and switchyard's to Open vSwitch's.
+		Short: "Measure switchyard against the kernel bridge and Open vSwitch on namespace topologies",
+		Long: `bench measures, in one run, each peer forwarding between endpoint namespaces
+A, B (and more with --endpoints), each with a link to a switch namespace S:
 
-The peers are kernel (the kernel bridge), switchyard, and ovs: Open vSwitch's
-userspace datapath with its ports over AF_PACKET, run as a private
-ovsdb-server and ovs-vswitchd in the switch namespace with their own database
-and sockets in a temporary directory (the system's Open vSwitch service is not
-used or touched). ovs is a default peer only when ovs-vswitchd is installed
-(apt-get install openvswitch-switch).
+  kernel          the kernel bridge over veths
+  switchyard      switchyard's learning bridge over AF_PACKET rings on veths
+  switchyard-tap  switchyard's learning bridge with TAP endpoints
+  ovs             Open vSwitch's userspace datapath, ports over AF_PACKET
+  ovs-afxdp       Open vSwitch's userspace datapath, ports over AF_XDP
 
-Needs root, iproute2, taskset and (for the tcp test) iperf3. Everything it
-creates is removed at the end, also on error and on SIGINT/SIGTERM.`,
+The ovs peers run a private ovsdb-server and ovs-vswitchd in S with their own
+database and sockets in a temporary directory (the system's Open vSwitch is
+not used or touched); they are skipped with a note when Open vSwitch is not
+installed (apt-get install openvswitch-switch).
+
+Tests: tcp and tcp4 (one and four TCP streams: iperf3 when installed, a
+built-in bulk sender otherwise); pps64 and pps1518 (frames arriving at B from
+a generator in A at full speed, and the switch's CPU seconds per million);
+ndr64 and ndr1518 (an RFC 2544-style binary search for the highest offered
+rate with loss under 0.1%); rr (UDP request/response latency, one in flight:
+p50, p99, p99.9). Endpoint tools run on CPU 0, the switch on CPU 1.
+
+Peers are measured in turn, rep after rep (A B C, A B C, ...), each on fresh
+namespaces removed after it; the table shows medians and the range over the
+reps, and ratios computed rep by rep. A peer that crashes or hangs gets an
+error row, its namespaces are removed, and the others finish.
+
+Needs root, iproute2 and taskset. Everything it creates is removed at the
+end, also on error and on SIGINT/SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -58,49 +77,96 @@ creates is removed at the end, also on error and on SIGINT/SIGTERM.`,
 			if busyPoll == 0 {
 				busyPoll = -1
 			}
-			cfg := &bench.Config{
-				Duration: duration,
-				Tests:    benchSplitList(tests),
-				Peers:    benchSplitList(peers),
-				TPacket:  tpacket,
-				BusyPoll: busyPoll,
-				TX:       tx,
+			if plotFile != "" && !strings.HasSuffix(plotFile, ".svg") && !strings.HasSuffix(plotFile, ".png") {
+				return fmt.Errorf("--plot %s: want a .svg or .png file", plotFile)
 			}
+			cfg := &bench.Config{
+				Duration:  duration,
+				Reps:      reps,
+				Trials:    trials,
+				Endpoints: endpoints,
+				Quick:     quick,
+				Tests:     benchSplitList(tests),
+				Peers:     benchSplitList(peers),
+				TCPTool:   tcpTool,
+				TPacket:   tpacket,
+				BusyPoll:  busyPoll,
+				TX:        tx,
+			}
+			if !cmd.Flags().Changed("peers") {
+				cfg.Peers = nil
+			}
+			if !cmd.Flags().Changed("tests") {
+				cfg.Tests = nil
+			}
+			stderr := cmd.ErrOrStderr()
 			if verbose {
 				cfg.Logf = func(format string, args ...any) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "bench: "+format+"\n", args...)
+					fmt.Fprintf(stderr, "bench: "+format+"\n", args...)
 				}
+			} else if f, ok := stderr.(*os.File); ok && bench.IsTerminal(f) {
+				cfg.Progress = bench.ProgressBar(f)
 			}
 			cmd.SilenceUsage = true
 			rep, err := bench.Run(ctx, cfg)
-			if rep != nil {
-				var werr error
-				if asJSON {
-					werr = rep.WriteJSON(cmd.OutOrStdout())
-				} else {
-					werr = rep.WriteTable(cmd.OutOrStdout())
-				}
-				if err == nil {
-					err = werr
-				}
+			if rep == nil {
+				return err
 			}
-			return err
+			var errs []error
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if jsonFile == "-" {
+				errs = append(errs, rep.WriteJSON(cmd.OutOrStdout()))
+			} else {
+				errs = append(errs, rep.WriteTable(cmd.OutOrStdout()))
+			}
+			if jsonFile != "" && jsonFile != "-" {
+				errs = append(errs, writeJSONFile(rep, jsonFile))
+			}
+			if plotFile != "" {
+				errs = append(errs, rep.WritePlot(plotFile))
+			}
+			return errors.Join(errs...)
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&duration, "duration", bench.DefaultDuration, "how long each test runs against each peer")
+	f.DurationVar(&duration, "duration", 0, "how long each test (and each ndr trial) runs against each peer (default 5s, 300ms with --quick)")
+	f.IntVar(&reps, "reps", 0, "how many times every peer is measured, interleaved (default 3, 1 with --quick)")
+	f.IntVar(&trials, "trials", 0, "most trials of an ndr search after the first (default 7, 3 with --quick)")
+	f.IntVar(&endpoints, "endpoints", bench.DefaultEndpoints, "endpoint namespaces on the switch (2-16); the generator in the first sends to all others")
+	f.BoolVar(&quick, "quick", false, "a small run: short tests, one rep, few trials (well under a minute)")
 	f.StringSliceVar(&tests, "tests", bench.AllTests, "tests to run: "+strings.Join(bench.AllTests, ","))
-	f.StringSliceVar(&peers, "peers", bench.DefaultPeers, "peers to measure: "+strings.Join(bench.AllPeers, ",")+"; ovs is a default only when installed")
+	f.StringSliceVar(&peers, "peers", bench.DefaultPeers, "peers to measure: "+strings.Join(bench.AllPeers, ",")+"; the ovs peers are defaults only when installed")
+	f.StringVar(&tcpTool, "tcp", bench.TCPAuto, "what measures TCP: auto (iperf3 when installed), iperf3 or builtin")
 	f.StringVar(&tpacket, "tpacket", "", "RX ring version for switchyard's ports: v2 or v3 (default: v2)")
 	f.DurationVar(&busyPoll, "busy-poll", bench.DefaultBusyPoll, "how long switchyard's ports poll their rings before sleeping (0: never poll)")
 	f.StringVar(&tx, "tx", "ring", "switchyard's transmit path: ring (TX ring) or mmsg (sendmmsg from the RX views)")
-	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	f.BoolVarP(&verbose, "verbose", "v", false, "print each step on stderr")
+	f.StringVar(&jsonFile, "json", "", "write the report with every sample as JSON to this file (- for stdout, instead of the table)")
+	f.StringVar(&plotFile, "plot", "", "draw the figures to this .svg or .png file")
+	f.BoolVarP(&verbose, "verbose", "v", false, "print each step on stderr (instead of the progress bar)")
 	return cmd
 }
 
+// writeJSONFile writes the report to path.
+func writeJSONFile(rep *bench.Report, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--json: %w", err)
+	}
+	werr := rep.WriteJSON(f)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("--json %s: %w", path, werr)
+	}
+	return nil
+}
+
 // newBenchWorkerCmd is the hidden `switchyard bench-worker`: the generator,
-// UDP echo pair and switch that `bench` runs as pinned child processes.
+// UDP echo pair, TCP bulk pair and switch that `bench` runs as pinned
+// child processes.
 func newBenchWorkerCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:                "bench-worker WORKER [flags]",

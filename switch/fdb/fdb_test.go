@@ -250,6 +250,7 @@ func BenchmarkLookup(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		tb.Lookup(MAC{2, 0, 0, 0, byte(i >> 8 & 3), byte(i)}, 0)
 	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 }
 
 func BenchmarkLearnKnown(b *testing.B) {
@@ -259,6 +260,7 @@ func BenchmarkLearnKnown(b *testing.B) {
 	for b.Loop() {
 		tb.Learn(macA, 1, 0)
 	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 }
 
 func TestExpiredEntriesFreeTheLimit(t *testing.T) {

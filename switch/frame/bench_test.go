@@ -36,6 +36,7 @@ func BenchmarkDecode(b *testing.B) {
 			for b.Loop() {
 				p.Decode(data)
 			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 		})
 	}
 }
