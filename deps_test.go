@@ -11,7 +11,7 @@ const module = "github.com/switchyard-net/switchyard/"
 
 // allowed lists, for each package of ours, the packages of ours it may
 // import (non-test code). Dependencies flow one way: frame <- port <-
-// backends; frame, port, fdb <- bridge; frame, port <- router; ipam and
+// backends; frame, port, fdb <- bridge; frame, port <- macvlan; frame, port <- router; ipam and
 // netns import nothing of ours but leaf utilities (internal/atomicfile,
 // which the daemon's state file shares with the IPAM's); everything <- cmd
 // and bench. A package not
@@ -24,6 +24,7 @@ var allowed = map[string][]string{
 	"switch/port/porttest": {"switch/frame", "switch/port"},
 	"switch/fdb":           {},
 	"switch/bridge":        {"switch/frame", "switch/port", "switch/fdb"},
+	"switch/macvlan":       {"switch/frame", "switch/port"},
 	"switch/router":        {"switch/frame", "switch/port"},
 	"switch/capture":       {"switch/frame", "switch/port"},
 	"nat":                  {"switch/frame"},
