@@ -54,7 +54,6 @@ import (
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
 	"github.com/switchyard-net/switchyard/internal/atomicfile"
 	"github.com/switchyard-net/switchyard/ipam"
-	"github.com/switchyard-net/switchyard/switch/bridge"
 )
 
 // Version is reported by GET /v1/ping.
@@ -84,10 +83,11 @@ type Daemon struct {
 	lock      *os.File
 	ipam      *ipam.IPAM
 
-	mu     sync.Mutex // serialises every call; guards the fields below
-	st     *stateFile
-	nets   map[string]*runNet
-	closed bool
+	mu        sync.Mutex // serialises every call; guards the fields below
+	st        *stateFile
+	nets      map[string]*runNet
+	mvParents map[string]*mvParent // macvlan parents in use, by mvRecord.key
+	closed    bool
 
 	ln        net.Listener
 	sockIno   uint64
@@ -99,7 +99,7 @@ type Daemon struct {
 // runNet is a network's running part.
 type runNet struct {
 	name string
-	br   *bridge.Bridge
+	br   engine // a *bridge.Bridge, or a macvlan network's adapter (macvlan.go)
 }
 
 // New starts a daemon: it takes the state dir's lock, loads the state,
