@@ -227,7 +227,54 @@ func (d *Daemon) startMacvlan(rec *netRecord) (*runNet, error) {
 	}
 	par.users[rec.Name] = rec
 	e := &mvEngine{d: d, n: rec, par: par, mode: m.mode()}
+	if m.HostAccess {
+		if err := e.startHostAccess(); err != nil {
+			_ = e.Close()
+			return nil, fmt.Errorf("host access: %w", err)
+		}
+	}
 	return &runNet{name: rec.Name, br: e}, nil
+}
+
+// hostPort is the engine name suffix of a network's host-access port; a
+// namespace name cannot contain '/', so no endpoint's name clashes.
+const hostPort = "/host-access"
+
+// hostLinks returns the names of a network's host-access veth pair in the
+// parent's namespace: the one left to the host's stack, and the one the
+// engine opens.
+func hostLinks(network string) (stack, engine string) {
+	h := hostLinkName(network, "\x00host-access")
+	return "syh" + h[3:], "syk" + h[3:]
+}
+
+// startHostAccess gives the parent's namespace its path to the children:
+// a veth pair there whose one end (syh...) the host addresses and routes
+// as it likes, and whose other end is the engine's host port, which every
+// child reaches directly and which reaches every child. The pair is made
+// once and kept over restarts; network rm deletes it.
+func (e *mvEngine) startHostAccess() error {
+	m := e.n.Macvlan
+	stack, eng := hostLinks(e.n.Name)
+	mac := derivedMAC("switchyard-host-access", e.n.Name)
+	exists, _, _, _, err := linkInfo(m.ParentNetns, eng)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if err := addHostPair(m.ParentNetns, stack, eng, mac, e.n.MTU); err != nil {
+			return err
+		}
+	}
+	p, err := openRing(m.ParentNetns, eng)
+	if err != nil {
+		return err
+	}
+	if err := e.par.sw.AddChild(e.n.Name+hostPort, p, macvlan.ChildConfig{MAC: [6]byte(mac), Mode: macvlan.Bridge, Host: true}); err != nil {
+		p.Close()
+		return err
+	}
+	return nil
 }
 
 // macvlanPortGone is the engines' OnPortGone: a child's link went away
@@ -257,6 +304,12 @@ func (d *Daemon) macvlanRemovedLocked(n *netRecord) {
 	m := n.Macvlan
 	if m == nil {
 		return
+	}
+	if m.HostAccess {
+		_, eng := hostLinks(n.Name)
+		if err := delLinkOfType(m.ParentNetns, eng, "veth"); err != nil {
+			d.log.Warn("removing the host-access link", zap.String("network", n.Name), zap.String("link", eng), zap.Error(err))
+		}
 	}
 	if par := d.mvParents[m.key()]; par != nil {
 		for _, o := range par.users {
@@ -357,6 +410,16 @@ func (d *Daemon) macvlanInfoLocked(n *netRecord, out *api.Network) {
 			pp := api.Port{Name: macvlan.ParentPort, Kind: api.KindParent, Netns: m.ParentNetns, IfName: m.Parent, MAC: pi.MAC, Up: true, Offloads: pi.Offloads}
 			pp.Counters = apiCounters(bridge.Counters(pi.Counters), pi.IO)
 			mi.ParentPort = &pp
+			if m.HostAccess {
+				stack, _ := hostLinks(n.Name)
+				hp := api.Port{Name: "host-access", Kind: api.KindHost, Netns: m.ParentNetns, IfName: stack,
+					MAC: derivedMAC("switchyard-host-access", n.Name).String()}
+				if ci, err := e.par.sw.Child(n.Name + hostPort); err == nil {
+					hp.Up, hp.Offloads = true, ci.Offloads
+					hp.Counters = apiCounters(bridge.Counters(ci.Counters), ci.IO)
+				}
+				mi.HostAccess = &hp
+			}
 		}
 	}
 	out.Macvlan = mi
@@ -491,7 +554,11 @@ func (e *mvEngine) SetFlags(string, bridge.Flags) error { return errNoFlags }
 func (e *mvEngine) FDB() []bridge.FDBEntry {
 	var out []bridge.FDBEntry
 	for _, ci := range e.mine() {
-		out = append(out, bridge.FDBEntry{MAC: ci.MAC, Port: strings.TrimPrefix(ci.Name, e.n.Name+"/"), Static: true})
+		name := strings.TrimPrefix(ci.Name, e.n.Name+"/")
+		if ci.Host {
+			name = "host-access"
+		}
+		out = append(out, bridge.FDBEntry{MAC: ci.MAC, Port: name, Static: true})
 	}
 	return out
 }

@@ -186,3 +186,33 @@ func setLinkMAC(ns, iface string, mac net.HardwareAddr) error {
 	}
 	return nil
 }
+
+// addHostPair makes a macvlan network's host-access veth pair in namespace
+// ns: stack (with mac, left to the host's stack) and eng (for the engine),
+// both up, no addresses.
+func addHostPair(ns, stack, eng string, mac net.HardwareAddr, mtu int) (err error) {
+	h, err := netns.NetlinkHandle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: eng, MTU: mtu}, PeerName: stack, PeerHardwareAddr: mac}
+	if err := h.LinkAdd(v); err != nil {
+		return fmt.Errorf("create veth %s: %w", eng, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = h.LinkDel(v)
+		}
+	}()
+	for _, name := range []string{eng, stack} {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("find %s: %w", name, err)
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("set %s up: %w", name, err)
+		}
+	}
+	return nil
+}

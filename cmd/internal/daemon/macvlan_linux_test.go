@@ -15,7 +15,7 @@ import (
 
 // mvWire makes a parent for macvlan tests: link up0 in a parent namespace,
 // a veth whose other end is eth0 of an "external" host namespace with
-// address ext/24. It returns the parent and external namespaces.
+// address ext/24 (keep it from the IPAM with wireAux). It returns the parent and external namespaces.
 func mvWire(t *testing.T, ext string) (par, extNS string) {
 	t.Helper()
 	par, extNS = testns.New(t, "symp"), testns.New(t, "symx")
@@ -26,6 +26,9 @@ func mvWire(t *testing.T, ext string) (par, extNS string) {
 	}
 	return par, extNS
 }
+
+// wireAux keeps the external host's address out of the IPAM's hands.
+func wireAux(a string) map[string]string { return map[string]string{"wire": a} }
 
 func parentState(t *testing.T, par string) (mac string, promisc bool) {
 	t.Helper()
@@ -45,12 +48,12 @@ func parentState(t *testing.T, par string) (mac string, promisc bool) {
 func TestMacvlanNetwork(t *testing.T) {
 	nstest.RequirePriv(t)
 	nstest.CheckLeaks(t)
-	par, ext := mvWire(t, "198.18.63.3")
+	par, ext := mvWire(t, "198.18.63.200")
 	a, b := newNS(t), newNS(t)
 	mac0, promisc0 := parentState(t, par)
 	dir := stateDir(t)
 	td := start(t, dir)
-	req := api.NetworkCreate{Name: "mvb", Driver: api.DriverMacvlan, Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.63.0/24")}
+	req := api.NetworkCreate{Name: "mvb", Driver: api.DriverMacvlan, Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.63.0/24"), AuxAddresses: wireAux("198.18.63.200")}
 	n, err := td.c.CreateNetwork(ctx(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +73,7 @@ func TestMacvlanNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustPing(t, a, addrOf(pb.IPv4))   // bridge mode: child to child
-	mustPing(t, a, "198.18.63.3")     // to the wire
+	mustPing(t, a, "198.18.63.200")   // to the wire
 	mustPing(t, ext, addrOf(pb.IPv4)) // from the wire to the TAP child
 	if _, p := parentState(t, par); !p {
 		t.Error("parent not promiscuous while in use")
@@ -120,12 +123,12 @@ func TestMacvlanNetwork(t *testing.T) {
 func TestMacvlanPassthru(t *testing.T) {
 	nstest.RequirePriv(t)
 	nstest.CheckLeaks(t)
-	par, ext := mvWire(t, "198.18.64.3")
+	par, ext := mvWire(t, "198.18.64.200")
 	a, b := newNS(t), newNS(t)
 	mac0, promisc0 := parentState(t, par)
 	td := start(t, stateDir(t))
 	if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "mvp", Driver: api.DriverMacvlan, Mode: "passthru",
-		Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.64.0/24")}); err != nil {
+		Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.64.0/24"), AuxAddresses: wireAux("198.18.64.200")}); err != nil {
 		t.Fatal(err)
 	}
 	const mine = "02:5a:00:00:00:77"
@@ -136,7 +139,7 @@ func TestMacvlanPassthru(t *testing.T) {
 	if mac, p := parentState(t, par); mac != mine || !p {
 		t.Errorf("parent: MAC %s promisc %v; want the endpoint's %s, promiscuous", mac, p, mine)
 	}
-	mustPing(t, a, "198.18.64.3")
+	mustPing(t, a, "198.18.64.200")
 	mustPing(t, ext, addrOf(pa.IPv4))
 	_, err = td.c.Connect(ctx(), "mvp", api.EndpointCreate{Netns: b})
 	if api.CodeOf(err) != api.CodeConflict || !strings.Contains(err.Error(), "passthru takes one") {
@@ -158,7 +161,7 @@ func TestMacvlanPassthru(t *testing.T) {
 func TestMacvlanBadInput(t *testing.T) {
 	nstest.RequirePriv(t)
 	nstest.CheckLeaks(t)
-	par, _ := mvWire(t, "198.18.65.3")
+	par, _ := mvWire(t, "198.18.65.200")
 	if err := netns.AddVeth(netns.Endpoint{Netns: par, IfName: "up1", HostName: "dn0", HostNetns: par}); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +178,7 @@ func TestMacvlanBadInput(t *testing.T) {
 		return r
 	}
 	if _, err := td.c.CreateNetwork(ctx(), mk("mv1", "bridge", "up0", func(r *api.NetworkCreate) {
-		r.IPAM, r.Subnets = "", subnet("198.18.65.0/24")
+		r.IPAM, r.Subnets, r.AuxAddresses = "", subnet("198.18.65.0/24"), wireAux("198.18.65.200")
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -265,5 +268,54 @@ func TestMacvlanBadInput(t *testing.T) {
 		if err := td.c.RemoveNetwork(ctx(), n); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestMacvlanHostAccess: with --host-access the parent's namespace reaches
+// the endpoints of a private network through its syh... interface, which
+// the kernel's macvlan never allows; the endpoints still do not reach each
+// other.
+func TestMacvlanHostAccess(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	par, _ := mvWire(t, "198.18.66.200")
+	a, b := newNS(t), newNS(t)
+	dir := stateDir(t)
+	td := start(t, dir)
+	n, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "mvh", Driver: api.DriverMacvlan, Mode: "private", HostAccess: true,
+		Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.66.0/24"), AuxAddresses: wireAux("198.18.66.200")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha := n.Macvlan.HostAccess
+	if ha == nil || !ha.Up || ha.Netns != par || !strings.HasPrefix(ha.IfName, "syh") {
+		t.Fatalf("inspect host_access = %+v", ha)
+	}
+	// The host addresses its side as it likes; here the test does, in
+	// the parent's namespace (never the root one).
+	if out, err := inNS(par, "ip", "addr", "add", "198.18.66.254/24", "dev", ha.IfName); err != nil {
+		t.Fatalf("address the host side: %v: %s", err, out)
+	}
+	pa, err := td.c.Connect(ctx(), "mvh", api.EndpointCreate{Netns: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := td.c.Connect(ctx(), "mvh", api.EndpointCreate{Netns: b, Kind: api.KindTap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPing(t, par, addrOf(pa.IPv4))
+	mustPing(t, b, "198.18.66.254")
+	if !pingNone(t, a, addrOf(pb.IPv4)) {
+		t.Error("private endpoints reach each other without a hairpinning switch")
+	}
+	td.stop(t)
+	td2 := start(t, dir)
+	mustPing(t, par, addrOf(pb.IPv4))
+	if err := td2.c.RemoveNetwork(ctx(), "mvh"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := netns.LinkExists(par, ha.IfName); ok {
+		t.Errorf("host-access link %s left after rm", ha.IfName)
 	}
 }
