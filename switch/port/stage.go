@@ -90,13 +90,13 @@ func (e *Egress) Init(id int, p Port) {
 // software (checksum completed, GSO super-frame segmented) into copies from
 // a per-batch arena; the other egress ports may still get the frame whole.
 type Stage struct {
-	arena   []byte     // software-offload output, reset every batch
-	used    int        // bytes of arena in use
-	segs    [][]byte   // scratch for Segment's output
-	out     [][]Frame  // by egress ID
-	flooded [][]bool   // by egress ID: whether out[id][i] is a flood copy
-	egress  []*Egress  // by egress ID, for the flush
-	touched []int      // IDs with frames staged, in first-touch order
+	arena   []byte    // software-offload output, reset every batch
+	used    int       // bytes of arena in use
+	segs    [][]byte  // scratch for Segment's output
+	out     [][]Frame // by egress ID
+	flooded [][]bool  // by egress ID: whether out[id][i] is a flood copy
+	egress  []*Egress // by egress ID, for the flush
+	touched []int     // IDs with frames staged, in first-touch order
 	parsed  frame.Parsed
 }
 
