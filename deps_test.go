@@ -11,9 +11,9 @@ const module = "github.com/switchyard-net/switchyard/"
 
 // allowed lists, for each package of ours, the packages of ours it may
 // import (non-test code). Dependencies flow one way: frame <- port <-
-// backends; frame, port, fdb <- bridge; frame <- nat; frame, port, nat <-
-// router (the gateway, which the daemon plugs into a bridge as a port: the
-// bridge and the NAT never import each other); ipam and
+// backends; frame, port, fdb <- bridge; frame, port <- macvlan; frame <-
+// nat; frame, port, nat <- router (the gateway, which the daemon plugs into
+// a bridge as a port: the bridge and the NAT never import each other); ipam and
 // netns import nothing of ours but leaf utilities (internal/atomicfile,
 // which the daemon's state file shares with the IPAM's); everything <- cmd
 // and bench. A package not
@@ -26,6 +26,7 @@ var allowed = map[string][]string{
 	"switch/port/porttest": {"switch/frame", "switch/port"},
 	"switch/fdb":           {},
 	"switch/bridge":        {"switch/frame", "switch/port", "switch/fdb"},
+	"switch/macvlan":       {"switch/frame", "switch/port"},
 	"switch/router":        {"switch/frame", "switch/port", "nat"},
 	"switch/capture":       {"switch/frame", "switch/port"},
 	"nat":                  {"switch/frame"},

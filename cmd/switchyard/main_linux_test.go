@@ -257,7 +257,7 @@ func TestCLIBadInput(t *testing.T) {
 		{[]string{"network", "create", "g", "--subnet", "198.18.43.0/24", "--ip-range", "198.18.44.0/25"}, 1, "ip-range 198.18.44.0/25 is not inside subnet 198.18.43.0/24"},
 		{[]string{"network", "create", "g", "--subnet", "198.18.43.0/24", "--aux-address", "r=198.18.43.1"}, 1, "collides with the gateway"},
 		{[]string{"network", "create", "net1", "--subnet", "198.18.43.0/24"}, 1, `network "net1" already exists`},
-		{[]string{"network", "create", "g", "--driver", "macvlan"}, 1, "driver macvlan is not supported yet"},
+		{[]string{"network", "create", "g", "--driver", "macvlan"}, 1, "macvlan needs a parent interface"},
 		{[]string{"network", "create", "g", "--subnet", "198.18.43.0/24", "--uplink", "sycnoiface", "--uplink-ip", "198.18.50.2/24"}, 1, "uplink interface sycnoiface not found"},
 		{[]string{"network", "create", "g", "--subnet", "198.18.43.0/24", "--uplink", "sycnoiface", "--uplink-ip", "198.18.50.2/24", "--nat-timeout", "udp"}, 2, "want NAME=DURATION"},
 		{[]string{"network", "create", "g", "--uplink-ip", "198.18.50.2/24"}, 1, "need --uplink"},

@@ -98,10 +98,11 @@ kept. Without --uplink a network reaches nothing beyond its gateway.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Driver, "driver", api.DriverBridge, "bridge or macvlan (macvlan: not supported yet)")
-	f.StringVar(&req.Mode, "mode", "", "macvlan mode: bridge, private, vepa or passthru (macvlan only)")
+	f.StringVar(&req.Driver, "driver", api.DriverBridge, "bridge or macvlan")
+	f.StringVar(&req.Mode, "mode", "", "macvlan mode: bridge (default), private, vepa or passthru (macvlan only)")
 	f.StringVar(&req.Parent, "parent", "", "macvlan parent interface (macvlan only)")
 	f.StringVar(&req.ParentNetns, "parent-netns", "", "namespace of the macvlan parent (macvlan only)")
+	f.BoolVar(&req.HostAccess, "host-access", false, "give the parent's namespace an interface that reaches the endpoints (macvlan only)")
 	f.StringVar(&req.IPAM, "ipam", api.IPAMDefault, "default, or none for a pure L2 network")
 	f.StringArrayVar(&subnets, "subnet", nil, "subnet in CIDR form (default: a free private /16)")
 	f.StringArrayVar(&ranges, "ip-range", nil, "allocate endpoint addresses from this CIDR inside the subnet")
@@ -215,7 +216,11 @@ func newNetworkLsCmd(client clientFunc) *cobra.Command {
 						gw = append(gw, s.Gateway)
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", n.Name, n.Driver, dash(strings.Join(sub, ",")), dash(strings.Join(gw, ",")), len(n.Ports))
+				driver := n.Driver
+				if m := n.Macvlan; m != nil {
+					driver += "/" + m.Mode + " on " + m.Parent
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", n.Name, driver, dash(strings.Join(sub, ",")), dash(strings.Join(gw, ",")), len(n.Ports))
 			}
 			return tw.Flush()
 		},

@@ -103,13 +103,10 @@ func flagsFromBits(b uint32) Flags {
 
 // bport is a port as the bridge holds it.
 type bport struct {
-	id       int
-	name     string
-	p        port.Port
-	offloads bool
-	flags    atomic.Uint32
-	c        counters
-	done     chan struct{} // closed when the RX goroutine has returned
+	port.Egress // ID, Port, Offloads and the forwarding counters
+	name        string
+	flags       atomic.Uint32
+	done        chan struct{} // closed when the RX goroutine has returned
 }
 
 // portSet is an immutable snapshot of the ports.
@@ -194,22 +191,20 @@ func (b *Bridge) AddPort(name string, p port.Port, flags Flags) error {
 	if _, ok := b.byName[name]; ok {
 		return fmt.Errorf("bridge: add port %q: %w", name, ErrPortExists)
 	}
-	bp := &bport{name: name, p: p, done: make(chan struct{})}
-	if o, ok := p.(port.Offloader); ok {
-		bp.offloads = o.Offloads()
-	}
+	bp := &bport{name: name, done: make(chan struct{})}
+	bp.Init(0, p)
 	bp.flags.Store(flags.bits())
 	if n := len(b.freeIDs); n > 0 {
-		bp.id = b.freeIDs[n-1]
+		bp.ID = b.freeIDs[n-1]
 		b.freeIDs = b.freeIDs[:n-1]
 	} else {
-		bp.id = b.nextID
+		bp.ID = b.nextID
 		b.nextID++
 	}
 	b.byName[name] = bp
 	b.publishLocked()
 	go b.rxLoop(bp)
-	b.log.Debug("port added", zap.String("port", name), zap.Int("id", bp.id))
+	b.log.Debug("port added", zap.String("port", name), zap.Int("id", bp.ID))
 	return nil
 }
 
@@ -217,7 +212,7 @@ func (b *Bridge) AddPort(name string, p port.Port, flags Flags) error {
 func (b *Bridge) publishLocked() {
 	s := &portSet{byID: make([]*bport, b.nextID)}
 	for _, bp := range b.byName {
-		s.byID[bp.id] = bp
+		s.byID[bp.ID] = bp
 	}
 	for _, bp := range s.byID {
 		if bp != nil {
@@ -240,12 +235,12 @@ func (b *Bridge) RemovePort(name string) error {
 	b.publishLocked()
 	b.mu.Unlock()
 
-	err := bp.p.Close()
+	err := bp.Port.Close()
 	<-bp.done
-	b.fdb.FlushPort(bp.id)
+	b.fdb.FlushPort(bp.ID)
 
 	b.mu.Lock()
-	b.freeIDs = append(b.freeIDs, bp.id)
+	b.freeIDs = append(b.freeIDs, bp.ID)
 	b.mu.Unlock()
 	b.log.Debug("port removed", zap.String("port", name))
 	return err
@@ -272,7 +267,7 @@ func (b *Bridge) AddStaticMAC(name string, mac fdb.MAC) error {
 	if !ok {
 		return fmt.Errorf("bridge: static MAC on %q: %w", name, ErrNoPort)
 	}
-	return b.fdb.AddStatic(mac, bp.id)
+	return b.fdb.AddStatic(mac, bp.ID)
 }
 
 // SetAgeing changes the MAC ageing time (0: default, negative: never).
@@ -332,8 +327,8 @@ func (b *Bridge) Ports() []PortInfo {
 	set := b.set.Load()
 	out := make([]PortInfo, 0, len(set.list))
 	for _, bp := range set.list {
-		pi := PortInfo{Name: bp.name, Flags: flagsFromBits(bp.flags.Load()), Offloads: bp.offloads, Counters: bp.c.snapshot()}
-		if s, ok := bp.p.(port.Statser); ok {
+		pi := PortInfo{Name: bp.name, Flags: flagsFromBits(bp.flags.Load()), Offloads: bp.Offloads, Counters: bp.snapshotCounters()}
+		if s, ok := bp.Port.(port.Statser); ok {
 			st := s.Stats()
 			pi.IO = &st
 		}

@@ -449,7 +449,7 @@ func TestForwardZeroAllocs(t *testing.T) {
 	}
 	set := br.set.Load()
 	in := set.list[0]
-	br.fdb.Learn(mac(2), set.list[1].id, time.Now().UnixNano())
+	br.fdb.Learn(mac(2), set.list[1].ID, time.Now().UnixNano())
 	frames := make([]port.Frame, 64)
 	for i := range frames {
 		switch i % 3 {
@@ -461,7 +461,7 @@ func TestForwardZeroAllocs(t *testing.T) {
 			frames[i].Data = eth(bcast, mac(1), 'b')
 		}
 	}
-	st := &staging{}
+	st := &port.Stage{}
 	br.forward(in, frames, st)
 	allocs := testing.AllocsPerRun(100, func() { br.forward(in, frames, st) })
 	if allocs != 0 {

@@ -32,7 +32,7 @@ func FuzzForward(f *testing.F) {
 			h.Decode(vnet)
 		}
 		frames := []port.Frame{{Data: data, VNet: h}, {Data: data}}
-		st := &staging{}
+		st := &port.Stage{}
 		br.forward(in, frames, st)
 		br.forward(in, frames, st) // learned now
 		var out uint64

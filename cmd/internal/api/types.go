@@ -40,6 +40,8 @@ const (
 	KindTap      = "tap"
 	KindAttached = "attached"
 	KindGateway  = "gateway"
+	KindParent   = "parent" // a macvlan network's parent interface
+	KindHost     = "host"   // a macvlan network's host-access interface
 
 	// GatewayPort is the bridge port name of a network's gateway.
 	GatewayPort = "gateway"
@@ -58,12 +60,16 @@ type Subnet struct {
 // topology file.
 type NetworkCreate struct {
 	Name string `json:"name" yaml:"name"`
-	// Driver is "bridge" (default) or "macvlan" (not supported yet).
+	// Driver is "bridge" (default) or "macvlan".
 	Driver string `json:"driver,omitempty" yaml:"driver,omitempty"`
-	// Mode, Parent and ParentNetns belong to the macvlan driver.
+	// Mode, Parent, ParentNetns and HostAccess belong to the macvlan
+	// driver: mode bridge (default), private, vepa or passthru; the parent
+	// interface and its namespace (empty: the daemon's); HostAccess adds
+	// an interface in the parent's namespace that reaches the endpoints.
 	Mode        string `json:"mode,omitempty" yaml:"mode,omitempty"`
 	Parent      string `json:"parent,omitempty" yaml:"parent,omitempty"`
 	ParentNetns string `json:"parent_netns,omitempty" yaml:"parent_netns,omitempty"`
+	HostAccess  bool   `json:"host_access,omitempty" yaml:"host_access,omitempty"`
 	// IPAM is "default" (addresses and a gateway) or "none" (a pure L2
 	// switch: no subnet, no gateway, endpoints get no address).
 	IPAM    string   `json:"ipam,omitempty" yaml:"ipam,omitempty"`
@@ -242,8 +248,23 @@ type Network struct {
 	PublishAllow []string          `json:"publish_allow,omitempty"`
 	NATMaxFlows  int               `json:"nat_max_flows,omitempty"`
 	NATTimeouts  map[string]string `json:"nat_timeouts,omitempty"`
-	Created      time.Time         `json:"created"`
-	Ports        []Port            `json:"ports"`
+	// Macvlan describes a macvlan network's parent and mode.
+	Macvlan *Macvlan  `json:"macvlan,omitempty"`
+	Created time.Time `json:"created"`
+	Ports   []Port    `json:"ports"`
+}
+
+// Macvlan is what Network shows of a macvlan network.
+type Macvlan struct {
+	Mode        string `json:"mode"`
+	Parent      string `json:"parent"`
+	ParentNetns string `json:"parent_netns,omitempty"`
+	ParentMAC   string `json:"parent_mac,omitempty"`
+	// HostAccess is the interface in the parent's namespace that reaches
+	// the endpoints (with --host-access), and its address.
+	HostAccess *Port `json:"host_access,omitempty"`
+	// ParentPort is the parent as a port of the switch, with counters.
+	ParentPort *Port `json:"parent_port,omitempty"`
 }
 
 // FDBEntry is one row of a network's MAC table.

@@ -55,7 +55,6 @@ import (
 	"github.com/switchyard-net/switchyard/internal/atomicfile"
 	"github.com/switchyard-net/switchyard/ipam"
 	"github.com/switchyard-net/switchyard/nat"
-	"github.com/switchyard-net/switchyard/switch/bridge"
 	"github.com/switchyard-net/switchyard/switch/router"
 )
 
@@ -86,10 +85,11 @@ type Daemon struct {
 	lock      *os.File
 	ipam      *ipam.IPAM
 
-	mu     sync.Mutex // serialises every call; guards the fields below
-	st     *stateFile
-	nets   map[string]*runNet
-	closed bool
+	mu        sync.Mutex // serialises every call; guards the fields below
+	st        *stateFile
+	nets      map[string]*runNet
+	mvParents map[string]*mvParent // macvlan parents in use, by mvRecord.key
+	closed    bool
 
 	ln        net.Listener
 	sockIno   uint64
@@ -101,7 +101,7 @@ type Daemon struct {
 // runNet is a network's running part.
 type runNet struct {
 	name string
-	br   *bridge.Bridge
+	br   engine // a *bridge.Bridge, or a macvlan network's adapter (macvlan.go)
 	// With an uplink: the gateway, its NAT and the clock goroutine's stop.
 	gw   *router.Port
 	nat  *nat.NAT

@@ -531,7 +531,7 @@ func TestBadInputs(t *testing.T) {
 		{"bad subnet", "POST", nets, `{"name":"g","subnets":[{"subnet":"198.18.30.0"}]}`, api.CodeInvalidArgument, "not a CIDR"},
 		{"bad name", "POST", nets, `{"name":"-g"}`, api.CodeInvalidArgument, "network name"},
 		{"ipam none with subnet", "POST", nets, `{"name":"g","ipam":"none","subnets":[{"subnet":"198.18.30.0/24"}]}`, api.CodeInvalidArgument, "ipam none"},
-		{"macvlan", "POST", nets, `{"name":"g","driver":"macvlan"}`, api.CodeNotSupported, "not supported yet"},
+		{"macvlan without parent", "POST", nets, `{"name":"g","driver":"macvlan"}`, api.CodeInvalidArgument, "needs a parent"},
 		{"uplink without ip", "POST", nets, `{"name":"g","subnets":[{"subnet":"198.18.31.0/24"}],"uplink":"eth9"}`, api.CodeInvalidArgument, "needs --uplink-ip"},
 		{"uplink internal", "POST", nets, `{"name":"g","uplink":"eth9","internal":true}`, api.CodeInvalidArgument, "internal network has no uplink"},
 		{"mtu", "POST", nets, `{"name":"g","mtu":10}`, api.CodeInvalidArgument, "mtu"},

@@ -130,6 +130,9 @@ func (d *Daemon) validateConnectLocked(n *netRecord, req api.EndpointCreate) (*c
 	} else {
 		plan.tmpName = host
 	}
+	if err := d.validateMacvlanConnectLocked(n, req, plan); err != nil {
+		return nil, err
+	}
 	return plan, nil
 }
 
@@ -169,7 +172,7 @@ func (d *Daemon) connectLocked(n *netRecord, rn *runNet, req api.EndpointCreate)
 			for _, sc := range n.Subnets {
 				if sc.Subnet.Contains(a) {
 					ep.Addrs = append(ep.Addrs, netip.PrefixFrom(a, sc.Subnet.Bits()))
-					if sc.Gateway.IsValid() && n.hasGateway() {
+					if sc.Gateway.IsValid() && (n.hasGateway() || n.Macvlan != nil) {
 						if a.Is4() && has4 || a.Is6() && has6 {
 							d.log.Info("namespace has a default route already; none added", zap.String("netns", ep.Netns),
 								zap.String("network", n.Name), zap.Stringer("gateway", sc.Gateway))
@@ -419,6 +422,9 @@ func (d *Daemon) attachLocked(n *netRecord, rn *runNet, req api.AttachmentCreate
 	if err := checkIfName(req.Iface); err != nil {
 		return nil, invalidErr(err)
 	}
+	if n.Macvlan != nil {
+		return nil, invalid("network %q is a macvlan network: connect namespaces to it; interfaces cannot be attached", n.Name)
+	}
 	if req.Iface == "lo" {
 		return nil, invalid("the loopback interface cannot be a port")
 	}
@@ -560,6 +566,9 @@ func (d *Daemon) SetPort(network, name string, req api.PortUpdate) (api.Port, er
 	n, rn, err := d.netLocked(network)
 	if err != nil {
 		return api.Port{}, err
+	}
+	if n.Macvlan != nil {
+		return api.Port{}, invalid("network %q is a macvlan network: %v", network, errNoFlags)
 	}
 	var flags *api.PortFlags
 	switch {

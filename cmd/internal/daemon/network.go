@@ -36,12 +36,11 @@ func (d *Daemon) validateCreateLocked(req api.NetworkCreate) (*netSpec, error) {
 	switch req.Driver {
 	case "", api.DriverBridge:
 	case api.DriverMacvlan:
-		return nil, api.Errorf(api.CodeNotSupported, "driver macvlan is not supported yet")
 	default:
 		return nil, invalid("unknown driver %q; want bridge or macvlan", req.Driver)
 	}
-	if req.Mode != "" || req.Parent != "" || req.ParentNetns != "" {
-		return nil, invalid("mode, parent and parent-netns belong to the macvlan driver, not bridge")
+	if req.Driver != api.DriverMacvlan && (req.Mode != "" || req.Parent != "" || req.ParentNetns != "" || req.HostAccess) {
+		return nil, invalid("mode, parent, parent-netns and host-access belong to the macvlan driver, not bridge")
 	}
 	mode := req.IPAM
 	switch mode {
@@ -69,6 +68,11 @@ func (d *Daemon) validateCreateLocked(req api.NetworkCreate) (*netSpec, error) {
 		Name: req.Name, Driver: api.DriverBridge, IPAM: mode, Internal: req.Internal, MTU: mtu,
 		Ageing: ageing, MACLimit: req.MACLimit,
 		Endpoints: map[string]*epRecord{}, Attachments: map[string]*attRecord{},
+	}
+	if req.Driver == api.DriverMacvlan {
+		if err := d.validateMacvlanCreateLocked(req, rec); err != nil {
+			return nil, err
+		}
 	}
 	spec := &netSpec{rec: rec}
 	if mode == api.IPAMNone {
@@ -155,8 +159,10 @@ func (d *Daemon) createNetworkLocked(req api.NetworkCreate) (_ *netRecord, err e
 		}
 		undo = append(undo, func() { _ = d.ipam.RemoveNetwork(rec.Name) })
 		rec.Subnets, rec.Aux = eff.Subnets, eff.Aux
-		rec.GatewayMAC = derivedMAC("switchyard-gateway", rec.Name).String()
-		rec.GatewayFlags = apiFlags(bridge.DefaultFlags())
+		if rec.Macvlan == nil { // a macvlan network's gateway is out on the wire
+			rec.GatewayMAC = derivedMAC("switchyard-gateway", rec.Name).String()
+			rec.GatewayFlags = apiFlags(bridge.DefaultFlags())
+		}
 	}
 	rn, err := d.startNetwork(rec, true)
 	if err != nil {
@@ -185,13 +191,17 @@ func (d *Daemon) createNetworkLocked(req api.NetworkCreate) (_ *netRecord, err e
 // the start when strict (create); otherwise (restart) the network runs
 // without it, and says so in the log and in inspect.
 func (d *Daemon) startNetwork(rec *netRecord, strict bool) (*runNet, error) {
+	if rec.Macvlan != nil {
+		return d.startMacvlan(rec)
+	}
 	rn := &runNet{name: rec.Name}
-	rn.br = bridge.New(&bridge.Config{
+	br := bridge.New(&bridge.Config{
 		Logger:     d.log.With(zap.String("network", rec.Name)),
 		Ageing:     rec.Ageing,
 		MACLimit:   rec.MACLimit,
 		OnPortGone: func(name string, err error) { d.portGone(rn, name, err) },
 	})
+	rn.br = br
 	if !rec.hasGateway() {
 		return rn, nil
 	}
@@ -227,7 +237,7 @@ func (d *Daemon) startNetwork(rec *netRecord, strict bool) (*runNet, error) {
 		gw.Close()
 	}
 	if err == nil {
-		err = rn.br.AddStaticMAC(api.GatewayPort, [6]byte(mac))
+		err = br.AddStaticMAC(api.GatewayPort, [6]byte(mac))
 	}
 	if err == nil {
 		rn.gw = gw
@@ -288,6 +298,7 @@ func (d *Daemon) RemoveNetwork(name string) error {
 	if n.Uplink != nil {
 		d.restoreUplink(n.Uplink)
 	}
+	d.macvlanRemovedLocked(n)
 	delete(d.nets, name)
 	delete(d.st.Networks, name)
 	d.updateDenyLocked()
@@ -307,6 +318,9 @@ func (d *Daemon) UpdateNetwork(name string, req api.NetworkUpdate) (api.Network,
 	n, rn, err := d.netLocked(name)
 	if err != nil {
 		return api.Network{}, err
+	}
+	if n.Macvlan != nil {
+		return api.Network{}, invalid("network %q is a macvlan network: it learns no MACs, ageing and mac-limit do not apply", name)
 	}
 	if req.Ageing == nil && req.MACLimit == nil {
 		return api.Network{}, invalid("nothing to change: give ageing or mac_limit")
@@ -375,7 +389,11 @@ func (d *Daemon) Bridge(name string) (*bridge.Bridge, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rn.br, nil
+	br, ok := rn.br.(*bridge.Bridge)
+	if !ok {
+		return nil, invalid("network %q is a macvlan network, not a bridge", name)
+	}
+	return br, nil
 }
 
 func (d *Daemon) netLocked(name string) (*netRecord, *runNet, error) {
@@ -394,6 +412,7 @@ func (d *Daemon) networkInfoLocked(n *netRecord) api.Network {
 		Ageing: formatAgeing(n.Ageing), MACLimit: n.MACLimit, GatewayMAC: n.GatewayMAC, Created: n.Created,
 		Ports: []api.Port{},
 	}
+	d.macvlanInfoLocked(n, &out)
 	for _, sc := range n.Subnets {
 		s := api.Subnet{Subnet: sc.Subnet.String()}
 		if sc.IPRange.IsValid() {

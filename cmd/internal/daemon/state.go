@@ -60,6 +60,8 @@ type netRecord struct {
 	Endpoints map[string]*epRecord `json:"endpoints"`
 	// Attachments by interface name (= port name).
 	Attachments map[string]*attRecord `json:"attachments"`
+	// Macvlan is a macvlan network's parent and mode (nil for a bridge).
+	Macvlan *mvRecord `json:"macvlan,omitempty"`
 }
 
 // hasGateway reports whether the network has a gateway port.
@@ -165,6 +167,9 @@ func decodeState(data []byte) (*stateFile, error) {
 			return nil, fmt.Errorf("network %q: recorded under name %q", name, n.Name)
 		}
 		if err := checkNetworkName(name); err != nil {
+			return nil, fmt.Errorf("network %q: %v", name, err)
+		}
+		if err := checkMacvlanRecord(n); err != nil {
 			return nil, fmt.Errorf("network %q: %v", name, err)
 		}
 		if n.Endpoints == nil {

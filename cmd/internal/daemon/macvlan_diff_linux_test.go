@@ -1,0 +1,344 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/switchyard-net/switchyard/cmd/internal/api"
+	"github.com/switchyard-net/switchyard/internal/nstest"
+	"github.com/switchyard-net/switchyard/internal/testns"
+	"github.com/switchyard-net/switchyard/netns"
+)
+
+// The differential test builds the same macvlan scenario twice, once with
+// the kernel's macvlan devices and once with a switchyard macvlan network,
+// and compares who reaches whom.
+//
+//	child1, child2 --- parent "up0" (in the parent namespace, with an
+//	address of its own: the parent side) --- veth --- kernel bridge in the
+//	external switch namespace (hairpin on that port, or not) --- external host
+//
+// Reachability is one-way and measured with UDP datagrams between sockets
+// in each namespace: every host has permanent neighbour entries for every
+// other host, so unicast needs no ARP and a datagram from i arriving at j
+// means exactly "unicast from i reaches j"; broadcast is a datagram to the
+// subnet's broadcast address.
+
+const (
+	mvPort   = 4789
+	mvSubnet = "198.18.61."
+)
+
+type mvHost struct {
+	role   string // child1, child2, parent, external
+	ns     string
+	ifname string
+	addr   netip.Addr
+	mac    net.HardwareAddr
+}
+
+type mvScenario struct {
+	mode    string
+	hairpin bool
+}
+
+func (s mvScenario) String() string {
+	if s.hairpin {
+		return s.mode + "+hairpin"
+	}
+	return s.mode
+}
+
+var childMACs = []net.HardwareAddr{{0x02, 0x5a, 0, 0, 0, 0x11}, {0x02, 0x5a, 0, 0, 0, 0x12}}
+
+// buildMacvlan builds a scenario; kernel picks kernel macvlan devices,
+// otherwise a switchyard daemon (embedded) runs the macvlan network.
+func buildMacvlan(t *testing.T, sc mvScenario, kernel bool) []mvHost {
+	t.Helper()
+	sw, par, ext := testns.New(t, "symw"), testns.New(t, "symp"), testns.New(t, "symx")
+	h, err := netns.NetlinkHandle(sw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+	if err := h.LinkAdd(br); err != nil {
+		t.Fatalf("bridge: %v", err)
+	}
+	hosts := []mvHost{
+		{role: "parent", ns: par, ifname: "up0", addr: netip.MustParseAddr(mvSubnet + "2")},
+		{role: "external", ns: ext, ifname: "eth0", addr: netip.MustParseAddr(mvSubnet + "3")},
+	}
+	for i, peer := range []string{"p0", "x0"} {
+		ep := netns.Endpoint{Netns: hosts[i].ns, IfName: hosts[i].ifname, HostName: peer, HostNetns: sw,
+			Addrs: []netip.Prefix{netip.PrefixFrom(hosts[i].addr, 24)}}
+		if err := netns.AddVeth(ep); err != nil {
+			t.Fatal(err)
+		}
+		l, err := h.LinkByName(peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkSetMaster(l, br); err != nil {
+			t.Fatal(err)
+		}
+		if peer == "p0" && sc.hairpin {
+			if err := h.LinkSetHairpin(l, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		t.Fatal(err)
+	}
+	children := 2
+	if sc.mode == "passthru" {
+		children = 1
+	}
+	for i := range children {
+		hosts = append(hosts, mvHost{role: fmt.Sprintf("child%d", i+1), ns: testns.New(t, "symc"), ifname: "eth0",
+			addr: netip.MustParseAddr(fmt.Sprintf("%s%d", mvSubnet, 11+i)), mac: childMACs[i]})
+	}
+	if kernel {
+		kernelChildren(t, sc.mode, par, hosts[2:])
+	} else {
+		switchyardChildren(t, sc.mode, par, hosts[2:])
+	}
+	for i := range hosts {
+		m, err := linkMAC(hosts[i].ns, hosts[i].ifname)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts[i].mac, _ = net.ParseMAC(m)
+	}
+	// Permanent neighbour entries everywhere: unicast needs no ARP.
+	for _, a := range hosts {
+		ha, err := netns.NetlinkHandle(a.ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := ha.LinkByName(a.ifname)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range hosts {
+			if a.ns == b.ns {
+				continue
+			}
+			n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+				IP: b.addr.AsSlice(), HardwareAddr: b.mac}
+			if err := ha.NeighSet(n); err != nil {
+				t.Fatalf("neighbour %s in %s: %v", b.addr, a.role, err)
+			}
+		}
+		ha.Close()
+	}
+	return hosts
+}
+
+var kernelModes = map[string]netlink.MacvlanMode{
+	"bridge": netlink.MACVLAN_MODE_BRIDGE, "private": netlink.MACVLAN_MODE_PRIVATE,
+	"vepa": netlink.MACVLAN_MODE_VEPA, "passthru": netlink.MACVLAN_MODE_PASSTHRU,
+}
+
+func kernelChildren(t *testing.T, mode, par string, children []mvHost) {
+	t.Helper()
+	h, err := netns.NetlinkHandle(par)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	up, err := h.LinkByName("up0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range children {
+		mv := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("mv%d", i), ParentIndex: up.Attrs().Index}, Mode: kernelModes[mode]}
+		if mode != "passthru" {
+			mv.HardwareAddr = c.mac
+		}
+		if err := h.LinkAdd(mv); err != nil {
+			t.Fatalf("kernel macvlan %s: %v", mode, err)
+		}
+		fd, err := unix.Open(filepath.Join(netns.Dir, c.ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = h.LinkSetNsFd(mv, fd)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc, err := netns.NetlinkHandle(c.ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := hc.LinkByName(mv.Name)
+		if err == nil {
+			err = hc.LinkSetName(l, c.ifname)
+		}
+		if err == nil {
+			err = hc.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: c.addr.AsSlice(), Mask: net.CIDRMask(24, 32)}})
+		}
+		if err == nil {
+			err = hc.LinkSetUp(l)
+		}
+		hc.Close()
+		if err != nil {
+			t.Fatalf("configure %s: %v", c.role, err)
+		}
+	}
+}
+
+func switchyardChildren(t *testing.T, mode, par string, children []mvHost) {
+	t.Helper()
+	d, err := New(&Config{StateDir: filepath.Join(t.TempDir(), "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	name := "mv" + strings.ReplaceAll(mode, "passthru", "pt")
+	if _, err := d.CreateNetwork(api.NetworkCreate{Name: name, Driver: api.DriverMacvlan, Mode: mode, Parent: "up0", ParentNetns: par,
+		Subnets: []api.Subnet{{Subnet: mvSubnet + "0/24", Gateway: mvSubnet + "1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.RemoveNetwork(name); err != nil {
+			t.Errorf("rm %s: %v", name, err)
+		}
+	})
+	for _, c := range children {
+		req := api.EndpointCreate{Netns: c.ns, IPs: []string{c.addr.String()}}
+		if mode != "passthru" {
+			req.MAC = c.mac.String()
+		}
+		if _, err := d.Connect(name, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// reach sends, from every host, one unicast datagram to every other host
+// and one to the subnet's broadcast address, and returns who got what:
+// "u:child1>parent" and "b:child1>parent" entries.
+func reach(t *testing.T, hosts []mvHost) map[string]bool {
+	t.Helper()
+	conns := make([]*net.UDPConn, len(hosts))
+	for i, h := range hosts {
+		err := netns.Do(h.ns, func() error {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: mvPort})
+			conns[i] = c
+			return err
+		})
+		if err != nil {
+			t.Fatalf("socket in %s: %v", h.role, err)
+		}
+		defer conns[i].Close()
+	}
+	got := map[string]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(700 * time.Millisecond)
+	for i := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 256)
+			conns[i].SetReadDeadline(deadline)
+			for {
+				n, _, err := conns[i].ReadFromUDP(buf)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				got[string(buf[:n])+">"+hosts[i].role] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	bcast := &net.UDPAddr{IP: net.ParseIP(mvSubnet + "255"), Port: mvPort}
+	for i, a := range hosts {
+		for _, b := range hosts {
+			if a.role != b.role {
+				if _, err := conns[i].WriteToUDP([]byte("u:"+a.role), &net.UDPAddr{IP: b.addr.AsSlice(), Port: mvPort}); err != nil {
+					t.Errorf("send %s to %s: %v", a.role, b.role, err)
+				}
+			}
+		}
+		if _, err := conns[i].WriteToUDP([]byte("b:"+a.role), bcast); err != nil {
+			t.Errorf("broadcast from %s: %v", a.role, err)
+		}
+	}
+	wg.Wait()
+	return got
+}
+
+// matrix prints a reachability map as two from/to tables.
+func matrix(hosts []mvHost, got map[string]bool) string {
+	var b strings.Builder
+	for _, kind := range []string{"u", "b"} {
+		fmt.Fprintf(&b, "  %-9s", map[string]string{"u": "unicast", "b": "broadcast"}[kind])
+		for _, to := range hosts {
+			fmt.Fprintf(&b, " %-9s", to.role)
+		}
+		b.WriteString("\n")
+		for _, from := range hosts {
+			fmt.Fprintf(&b, "  %-9s", from.role)
+			for _, to := range hosts {
+				c := "-"
+				if from.role == to.role {
+					c = " "
+				} else if got[kind+":"+from.role+">"+to.role] {
+					c = "yes"
+				}
+				fmt.Fprintf(&b, " %-9s", c)
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+// TestMacvlanMatchesKernel is the differential test: for every mode, with
+// and without a hairpinning (VEPA-capable) upstream switch, every pair of
+// hosts must reach each other, by unicast and by broadcast, exactly as with
+// the kernel's macvlan.
+func TestMacvlanMatchesKernel(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	for _, sc := range []mvScenario{
+		{"bridge", false}, {"bridge", true},
+		{"vepa", false}, {"vepa", true},
+		{"private", false}, {"private", true},
+		{"passthru", false}, {"passthru", true},
+	} {
+		t.Run(sc.String(), func(t *testing.T) {
+			var results [2]map[string]bool
+			var hosts []mvHost
+			for i, kernel := range []bool{true, false} {
+				t.Run(map[bool]string{true: "kernel", false: "switchyard"}[kernel], func(t *testing.T) {
+					hosts = buildMacvlan(t, sc, kernel)
+					results[i] = reach(t, hosts)
+				})
+			}
+			if t.Failed() {
+				return
+			}
+			k, s := matrix(hosts, results[0]), matrix(hosts, results[1])
+			if k != s {
+				t.Errorf("%s: switchyard differs from the kernel\nkernel macvlan:\n%sswitchyard:\n%s", sc, k, s)
+			} else {
+				t.Logf("%s: same as the kernel\n%s", sc, k)
+			}
+		})
+	}
+}

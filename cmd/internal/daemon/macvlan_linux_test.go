@@ -1,0 +1,321 @@
+package daemon
+
+import (
+	"bytes"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/switchyard-net/switchyard/cmd/internal/api"
+	"github.com/switchyard-net/switchyard/internal/nstest"
+	"github.com/switchyard-net/switchyard/internal/testns"
+	"github.com/switchyard-net/switchyard/netns"
+)
+
+// mvWire makes a parent for macvlan tests: link up0 in a parent namespace,
+// a veth whose other end is eth0 of an "external" host namespace with
+// address ext/24 (keep it from the IPAM with wireAux). It returns the parent and external namespaces.
+func mvWire(t *testing.T, ext string) (par, extNS string) {
+	t.Helper()
+	par, extNS = testns.New(t, "symp"), testns.New(t, "symx")
+	ep := netns.Endpoint{Netns: extNS, IfName: "eth0", HostName: "up0", HostNetns: par,
+		Addrs: []netip.Prefix{netip.MustParsePrefix(ext + "/24")}}
+	if err := netns.AddVeth(ep); err != nil {
+		t.Fatal(err)
+	}
+	return par, extNS
+}
+
+// wireAux keeps the external host's address out of the IPAM's hands.
+func wireAux(a string) map[string]string { return map[string]string{"wire": a} }
+
+func parentState(t *testing.T, par string) (mac string, promisc bool) {
+	t.Helper()
+	mac, err := linkMAC(par, "up0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, promisc, err = linkInfo(par, "up0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mac, promisc
+}
+
+// TestMacvlanNetwork drives a bridge-mode macvlan network through the API:
+// veth and TAP endpoints, inspect, fdb, a restart, rm.
+func TestMacvlanNetwork(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	par, ext := mvWire(t, "198.18.63.200")
+	a, b := newNS(t), newNS(t)
+	mac0, promisc0 := parentState(t, par)
+	dir := stateDir(t)
+	td := start(t, dir)
+	req := api.NetworkCreate{Name: "mvb", Driver: api.DriverMacvlan, Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.63.0/24"), AuxAddresses: wireAux("198.18.63.200")}
+	n, err := td.c.CreateNetwork(ctx(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := n.Macvlan; m == nil || m.Mode != "bridge" || m.Parent != "up0" || m.ParentNetns != par || m.ParentMAC != mac0 {
+		t.Fatalf("inspect macvlan = %+v; want bridge mode on up0 in %s with MAC %s", n.Macvlan, par, mac0)
+	}
+	if n.GatewayMAC != "" {
+		t.Errorf("a macvlan network got a gateway port (%s); its gateway is on the wire", n.GatewayMAC)
+	}
+	pa, err := td.c.Connect(ctx(), "mvb", api.EndpointCreate{Netns: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := td.c.Connect(ctx(), "mvb", api.EndpointCreate{Netns: b, Kind: api.KindTap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPing(t, a, addrOf(pb.IPv4))   // bridge mode: child to child
+	mustPing(t, a, "198.18.63.200")   // to the wire
+	mustPing(t, ext, addrOf(pb.IPv4)) // from the wire to the TAP child
+	if _, p := parentState(t, par); !p {
+		t.Error("parent not promiscuous while in use")
+	}
+	fdb, err := td.c.FDB(ctx(), "mvb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, e := range fdb {
+		rows = append(rows, e.Port+" "+e.MAC+" "+e.Type)
+	}
+	want := []string{a + " " + pa.MAC + " static", b + " " + pb.MAC + " static"}
+	slices.Sort(want)
+	if strings.Join(rows, ",") != strings.Join(want, ",") {
+		t.Errorf("fdb = %v, want %v", rows, want)
+	}
+	n, err = td.c.Network(ctx(), "mvb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pp := n.Macvlan.ParentPort; pp == nil || pp.Counters.RxFrames == 0 || pp.Counters.TxFrames == 0 {
+		t.Errorf("parent port counters missing: %+v", n.Macvlan.ParentPort)
+	}
+	if p := findPort(t, n, a); !p.Up || p.Counters.TxFrames == 0 {
+		t.Errorf("endpoint %s not live: %+v", a, p)
+	}
+
+	td.stop(t)
+	td2 := start(t, dir)
+	mustPing(t, a, addrOf(pb.IPv4))
+	mustPing(t, ext, addrOf(pa.IPv4))
+	if n, err := td2.c.Network(ctx(), "mvb"); err != nil || !findPort(t, n, b).Up {
+		t.Fatalf("after the restart: %v %+v", err, n)
+	}
+	if err := td2.c.RemoveNetwork(ctx(), "mvb"); err != nil {
+		t.Fatal(err)
+	}
+	if mac, p := parentState(t, par); mac != mac0 || p != promisc0 {
+		t.Errorf("parent after rm: MAC %s promisc %v; want %s %v as before", mac, p, mac0, promisc0)
+	}
+}
+
+// TestMacvlanPassthru: the endpoint takes the parent's MAC, or gives it
+// its own; the parent goes promiscuous; a second endpoint is refused; rm
+// puts the parent's MAC and promiscuity back.
+func TestMacvlanPassthru(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	par, ext := mvWire(t, "198.18.64.200")
+	a, b := newNS(t), newNS(t)
+	mac0, promisc0 := parentState(t, par)
+	td := start(t, stateDir(t))
+	if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "mvp", Driver: api.DriverMacvlan, Mode: "passthru",
+		Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.64.0/24"), AuxAddresses: wireAux("198.18.64.200")}); err != nil {
+		t.Fatal(err)
+	}
+	const mine = "02:5a:00:00:00:77"
+	pa, err := td.c.Connect(ctx(), "mvp", api.EndpointCreate{Netns: a, MAC: mine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mac, p := parentState(t, par); mac != mine || !p {
+		t.Errorf("parent: MAC %s promisc %v; want the endpoint's %s, promiscuous", mac, p, mine)
+	}
+	mustPing(t, a, "198.18.64.200")
+	mustPing(t, ext, addrOf(pa.IPv4))
+	_, err = td.c.Connect(ctx(), "mvp", api.EndpointCreate{Netns: b})
+	if api.CodeOf(err) != api.CodeConflict || !strings.Contains(err.Error(), "passthru takes one") {
+		t.Errorf("second passthru endpoint: %v", err)
+	}
+	if ok, _ := netns.LinkExists(b, "eth0"); ok {
+		t.Error("the refused endpoint left a link")
+	}
+	if err := td.c.RemoveNetwork(ctx(), "mvp"); err != nil {
+		t.Fatal(err)
+	}
+	if mac, p := parentState(t, par); mac != mac0 || p != promisc0 {
+		t.Errorf("parent after rm: MAC %s promisc %v; want %s %v as before", mac, p, mac0, promisc0)
+	}
+}
+
+// TestMacvlanBadInput: each bad request gets one line naming the problem
+// and changes nothing.
+func TestMacvlanBadInput(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	par, _ := mvWire(t, "198.18.65.200")
+	if err := netns.AddVeth(netns.Endpoint{Netns: par, IfName: "up1", HostName: "dn0", HostNetns: par}); err != nil {
+		t.Fatal(err)
+	}
+	if err := setLink(par, "dn0", new(bool), nil); err != nil { // dn0 down
+		t.Fatal(err)
+	}
+	y := newNS(t)
+	td := start(t, stateDir(t))
+	mk := func(name, mode, parent string, extra func(*api.NetworkCreate)) api.NetworkCreate {
+		r := api.NetworkCreate{Name: name, Driver: api.DriverMacvlan, Mode: mode, Parent: parent, ParentNetns: par, IPAM: api.IPAMNone}
+		if extra != nil {
+			extra(&r)
+		}
+		return r
+	}
+	if _, err := td.c.CreateNetwork(ctx(), mk("mv1", "bridge", "up0", func(r *api.NetworkCreate) {
+		r.IPAM, r.Subnets, r.AuxAddresses = "", subnet("198.18.65.0/24"), wireAux("198.18.65.200")
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := td.c.CreateNetwork(ctx(), mk("mvpt", "passthru", "up1", nil)); err != nil {
+		t.Fatal(err)
+	}
+	px, err := td.c.Connect(ctx(), "mv1", api.EndpointCreate{Netns: newNS(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := td.c.Connect(ctx(), "mvpt", api.EndpointCreate{Netns: newNS(t)}); err != nil {
+		t.Fatal(err)
+	}
+	parentMAC, _ := parentState(t, par)
+	st0 := readFile(t, td.StatePath())
+
+	for _, tc := range []struct {
+		name string
+		do   func() error
+		code string
+		msg  string
+	}{
+		{"missing parent", func() error { _, err := td.c.CreateNetwork(ctx(), mk("g", "", "nosuch0", nil)); return err }, api.CodeNotFound, "parent interface nosuch0 not found"},
+		{"down parent", func() error { _, err := td.c.CreateNetwork(ctx(), mk("g", "", "dn0", nil)); return err }, api.CodeInvalidArgument, "is down"},
+		{"missing parent netns", func() error {
+			_, err := td.c.CreateNetwork(ctx(), mk("g", "", "up0", func(r *api.NetworkCreate) { r.ParentNetns = "synotthere" }))
+			return err
+		}, api.CodeNotFound, `parent namespace "synotthere" not found`},
+		{"no parent", func() error { _, err := td.c.CreateNetwork(ctx(), mk("g", "", "", nil)); return err }, api.CodeInvalidArgument, "needs a parent"},
+		{"bad mode", func() error { _, err := td.c.CreateNetwork(ctx(), mk("g", "source", "up0", nil)); return err }, api.CodeInvalidArgument, `unknown macvlan mode "source"`},
+		{"passthru on a used parent", func() error { _, err := td.c.CreateNetwork(ctx(), mk("g", "passthru", "up0", nil)); return err }, api.CodeConflict, "needs its parent alone"},
+		{"bridge on a passthru parent", func() error { _, err := td.c.CreateNetwork(ctx(), mk("g", "vepa", "up1", nil)); return err }, api.CodeConflict, `used by network "mvpt" in passthru mode`},
+		{"host-access with passthru", func() error {
+			_, err := td.c.CreateNetwork(ctx(), mk("g", "passthru", "up0", func(r *api.NetworkCreate) { r.HostAccess = true }))
+			return err
+		}, api.CodeInvalidArgument, "host-access is not available in passthru mode"},
+		{"ageing", func() error {
+			_, err := td.c.CreateNetwork(ctx(), mk("g", "", "up0", func(r *api.NetworkCreate) { r.Ageing = "5m" }))
+			return err
+		}, api.CodeInvalidArgument, "learn no MACs"},
+		{"mode on a bridge", func() error {
+			_, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "g", Mode: "vepa", IPAM: api.IPAMNone})
+			return err
+		}, api.CodeInvalidArgument, "belong to the macvlan driver"},
+		{"second passthru endpoint", func() error { _, err := td.c.Connect(ctx(), "mvpt", api.EndpointCreate{Netns: y}); return err }, api.CodeConflict, "passthru takes one"},
+		{"duplicate MAC", func() error {
+			_, err := td.c.Connect(ctx(), "mv1", api.EndpointCreate{Netns: y, MAC: px.MAC})
+			return err
+		}, api.CodeConflict, "is taken by endpoint"},
+		{"the parent's MAC", func() error {
+			_, err := td.c.Connect(ctx(), "mv1", api.EndpointCreate{Netns: y, MAC: parentMAC})
+			return err
+		}, api.CodeConflict, "is the parent up0's own"},
+		{"multicast MAC", func() error {
+			_, err := td.c.Connect(ctx(), "mv1", api.EndpointCreate{Netns: y, MAC: "01:00:5e:00:00:01"})
+			return err
+		}, api.CodeInvalidArgument, "multicast"},
+		{"zero MAC", func() error {
+			_, err := td.c.Connect(ctx(), "mv1", api.EndpointCreate{Netns: y, MAC: "00:00:00:00:00:00"})
+			return err
+		}, api.CodeInvalidArgument, "not usable"},
+		{"attach", func() error {
+			_, err := td.c.Attach(ctx(), "mv1", api.AttachmentCreate{Iface: "up1", Netns: par})
+			return err
+		}, api.CodeInvalidArgument, "cannot be attached"},
+		{"port flags", func() error {
+			_, err := td.c.SetPort(ctx(), "mv1", px.Name, api.PortUpdate{Hairpin: ptr(true)})
+			return err
+		}, api.CodeInvalidArgument, "no forwarding flags"},
+		{"network set", func() error {
+			_, err := td.c.UpdateNetwork(ctx(), "mv1", api.NetworkUpdate{Ageing: ptr("5m")})
+			return err
+		}, api.CodeInvalidArgument, "learns no MACs"},
+	} {
+		err := tc.do()
+		if api.CodeOf(err) != tc.code || err == nil || !strings.Contains(err.Error(), tc.msg) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: got %v (%s), want code %s and a line with %q", tc.name, err, api.CodeOf(err), tc.code, tc.msg)
+		}
+	}
+	if st := readFile(t, td.StatePath()); !bytes.Equal(st, st0) {
+		t.Errorf("state changed by refused requests:\n%s\nwas\n%s", st, st0)
+	}
+	if ok, _ := netns.LinkExists(y, "eth0"); ok {
+		t.Error("a refused connect left a link")
+	}
+	for _, n := range []string{"mv1", "mvpt"} {
+		if err := td.c.RemoveNetwork(ctx(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMacvlanHostAccess: with --host-access the parent's namespace reaches
+// the endpoints of a private network through its syh... interface, which
+// the kernel's macvlan never allows; the endpoints still do not reach each
+// other.
+func TestMacvlanHostAccess(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	par, _ := mvWire(t, "198.18.66.200")
+	a, b := newNS(t), newNS(t)
+	dir := stateDir(t)
+	td := start(t, dir)
+	n, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "mvh", Driver: api.DriverMacvlan, Mode: "private", HostAccess: true,
+		Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.66.0/24"), AuxAddresses: wireAux("198.18.66.200")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha := n.Macvlan.HostAccess
+	if ha == nil || !ha.Up || ha.Netns != par || !strings.HasPrefix(ha.IfName, "syh") {
+		t.Fatalf("inspect host_access = %+v", ha)
+	}
+	// The host addresses its side as it likes; here the test does, in
+	// the parent's namespace (never the root one).
+	if out, err := inNS(par, "ip", "addr", "add", "198.18.66.254/24", "dev", ha.IfName); err != nil {
+		t.Fatalf("address the host side: %v: %s", err, out)
+	}
+	pa, err := td.c.Connect(ctx(), "mvh", api.EndpointCreate{Netns: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := td.c.Connect(ctx(), "mvh", api.EndpointCreate{Netns: b, Kind: api.KindTap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPing(t, par, addrOf(pa.IPv4))
+	mustPing(t, b, "198.18.66.254")
+	if !pingNone(t, a, addrOf(pb.IPv4)) {
+		t.Error("private endpoints reach each other without a hairpinning switch")
+	}
+	td.stop(t)
+	td2 := start(t, dir)
+	mustPing(t, par, addrOf(pb.IPv4))
+	if err := td2.c.RemoveNetwork(ctx(), "mvh"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := netns.LinkExists(par, ha.IfName); ok {
+		t.Errorf("host-access link %s left after rm", ha.IfName)
+	}
+}
