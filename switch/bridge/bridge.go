@@ -119,7 +119,8 @@ type Bridge struct {
 	fdb   *fdb.Table
 	gone  func(string, error)
 
-	set atomic.Pointer[portSet]
+	set    atomic.Pointer[portSet]
+	mirror atomic.Pointer[mirrorBox] // nil unless a capture runs (see SetMirror)
 
 	mu      sync.Mutex // guards the fields below and serialises port set changes
 	byName  map[string]*bport

@@ -74,6 +74,7 @@ type staging struct {
 	flooded [][]bool       // by egress port id: whether out[id][i] is a flood copy
 	touched []int          // ids with frames staged, in first-touch order
 	parsed  frame.Parsed   // scratch for finish
+	mir     *mirrorBox     // the batch's mirror hook; nil when nobody captures
 }
 
 func (s *staging) reset(ports, batch int) {
@@ -161,11 +162,20 @@ func (s *staging) finish(out *bport, f *port.Frame, flood bool) bool {
 func (s *staging) add(out *bport, f *port.Frame, flood bool) {
 	if !out.offloads && !f.VNet.IsZero() {
 		if !s.finish(out, f, flood) {
-			out.c.drops[DropOffload].Add(1)
+			s.drop(out, true, DropOffload, f.Data)
 		}
 		return
 	}
 	s.stage(out, f, flood)
+}
+
+// drop counts a drop of data on p for reason r and shows it to the mirror
+// (out: p is the egress port).
+func (s *staging) drop(p *bport, out bool, r Reason, data []byte) {
+	p.c.drops[r].Add(1)
+	if s.mir != nil {
+		s.mir.m.Dropped(p.name, out, reasonNames[r], data)
+	}
 }
 
 func (s *staging) stage(out *bport, f *port.Frame, flood bool) {
@@ -194,6 +204,7 @@ var floodFlag = [...]uint32{floodUnknown: fFlood, floodMulticast: fMcastFlood, f
 func (b *Bridge) forward(in *bport, frames []port.Frame, st *staging) {
 	set := b.set.Load()
 	st.reset(len(set.byID), cap(frames))
+	st.mir = b.mirror.Load()
 	now := b.clock().UnixNano()
 	inFlags := in.flags.Load()
 	var rxBytes uint64
@@ -201,8 +212,11 @@ func (b *Bridge) forward(in *bport, frames []port.Frame, st *staging) {
 		f := &frames[i]
 		d := f.Data
 		rxBytes += uint64(len(d))
+		if st.mir != nil {
+			st.mir.m.Inbound(in.name, d, f.VNet)
+		}
 		if len(d) < 14 {
-			in.c.drops[DropMalformed].Add(1)
+			st.drop(in, false, DropMalformed, d)
 			continue
 		}
 		var dst, src fdb.MAC
@@ -210,11 +224,11 @@ func (b *Bridge) forward(in *bport, frames []port.Frame, st *staging) {
 		copy(src[:], d[6:12])
 		switch b.fdb.Learn(src, in.id, now) {
 		case fdb.Ignored:
-			in.c.drops[DropBadSource].Add(1)
+			st.drop(in, false, DropBadSource, d)
 			continue
 		case fdb.Static:
 			if p, ok := b.fdb.Lookup(src, now); ok && p != in.id {
-				in.c.drops[DropLooped].Add(1)
+				st.drop(in, false, DropLooped, d)
 				continue
 			}
 		}
@@ -233,16 +247,17 @@ func (b *Bridge) forward(in *bport, frames []port.Frame, st *staging) {
 		}
 		out := set.byID[id]
 		if out == in && inFlags&fHairpin == 0 {
-			in.c.drops[DropSamePort].Add(1)
+			st.drop(in, false, DropSamePort, d)
 			continue
 		}
 		if inFlags&fIsolated != 0 && out.flags.Load()&fIsolated != 0 {
-			in.c.drops[DropIsolated].Add(1)
+			st.drop(in, false, DropIsolated, d)
 			continue
 		}
 		st.add(out, f, false)
 	}
 	b.flush(set, st)
+	st.mir = nil
 	// Counted after the flush, so a reader who sees the count knows the
 	// frames have been forwarded.
 	in.c.rxFrames.Add(uint64(len(frames)))
@@ -271,9 +286,9 @@ func (b *Bridge) flood(in *bport, inFlags uint32, set *portSet, f *port.Frame, k
 	}
 	if delivered == 0 && filtered > 0 {
 		if inFlags&fIsolated != 0 {
-			in.c.drops[DropIsolated].Add(1)
+			st.drop(in, false, DropIsolated, f.Data)
 		} else {
-			in.c.drops[DropFloodOff].Add(1)
+			st.drop(in, false, DropFloodOff, f.Data)
 		}
 	}
 }
@@ -303,12 +318,22 @@ func (b *Bridge) flush(set *portSet, st *staging) {
 		}
 		out.c.txFlooded.Add(fl)
 		out.c.txUnicast.Add(uint64(n) - fl)
+		if st.mir != nil {
+			for i := range q[:n] {
+				st.mir.m.Outbound(out.name, q[i].Data, q[i].VNet)
+			}
+		}
 		if lost := len(q) - n; lost > 0 {
 			r := DropTxFull
 			if errors.Is(err, port.ErrClosed) {
 				r = DropPortGone
 			}
 			out.c.drops[r].Add(uint64(lost))
+			if st.mir != nil {
+				for i := range q[n:] {
+					st.mir.m.Dropped(out.name, true, reasonNames[r], q[n+i].Data)
+				}
+			}
 		}
 		clear(q) // drop references to the ingress port's memory
 		st.out[id] = q[:0]
