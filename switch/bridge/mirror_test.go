@@ -39,7 +39,7 @@ func TestMirrorPoints(t *testing.T) {
 	onB, _ := m.Start(&capture.Config{Port: "b"})
 	r.br.SetMirror(m)
 
-	r.send("a", eth(bcast, mac(0xa), '1'))  // flood to b and c
+	r.send("a", eth(bcast, mac(0xa), '1'))    // flood to b and c
 	r.send("b", eth(mac(0xa), mac(0xb), '2')) // known unicast to a
 	r.send("b", eth(mac(0xb), mac(0xb), '3')) // to itself: same_port
 	r.send("c", eth(bcast, bcast, '4'))       // bad source
