@@ -55,6 +55,7 @@ import (
 	"github.com/switchyard-net/switchyard/internal/atomicfile"
 	"github.com/switchyard-net/switchyard/ipam"
 	"github.com/switchyard-net/switchyard/switch/bridge"
+	"github.com/switchyard-net/switchyard/switch/capture"
 )
 
 // Version is reported by GET /v1/ping.
@@ -100,6 +101,7 @@ type Daemon struct {
 type runNet struct {
 	name string
 	br   *bridge.Bridge
+	mir  *capture.Mirror // captures of the network (capture.go)
 }
 
 // New starts a daemon: it takes the state dir's lock, loads the state,
@@ -279,6 +281,7 @@ func (d *Daemon) Serve() error {
 // (up to 10 s) for requests in flight.
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
+		d.EndCaptures("the daemon is stopping") // streams would hold up Shutdown
 		if d.srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_ = d.srv.Shutdown(ctx)
@@ -305,6 +308,7 @@ func (d *Daemon) Close() error {
 // closeRuntime closes every bridge (and so every port); links stay.
 func (d *Daemon) closeRuntime() {
 	for name, rn := range d.nets {
+		rn.endCaptures("the daemon is stopping")
 		rn.br.Close()
 		delete(d.nets, name)
 	}

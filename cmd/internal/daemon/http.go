@@ -89,6 +89,7 @@ func (d *Daemon) Handler() http.Handler {
 		k, err := d.FlushFDB(r.PathValue("name"))
 		d.reply(w, r, http.StatusOK, api.FDBFlushed{Flushed: k}, err)
 	})
+	d.captureRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		d.reply(w, r, 0, nil, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})

@@ -178,6 +178,7 @@ func (d *Daemon) startNetwork(rec *netRecord) (*runNet, error) {
 		MACLimit:   rec.MACLimit,
 		OnPortGone: func(name string, err error) { d.portGone(rn, name, err) },
 	})
+	rn.mir = newMirror(rn.br)
 	if !rec.hasGateway() {
 		return rn, nil
 	}
@@ -250,6 +251,7 @@ func (d *Daemon) RemoveNetwork(name string) error {
 		d.teardownAttachmentLocked(n, rn, n.Attachments[k])
 		delete(n.Attachments, k)
 	}
+	rn.endCaptures(fmt.Sprintf("network %q was removed", name))
 	rn.br.Close()
 	delete(d.nets, name)
 	delete(d.st.Networks, name)
