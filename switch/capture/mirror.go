@@ -95,9 +95,10 @@ type Mirror struct {
 
 	active atomic.Pointer[[]*Capture] // nil when none runs
 
-	mu     sync.Mutex // guards caps, closed; serialises OnActive
+	mu     sync.Mutex // guards caps, closed, lastID; serialises OnActive
 	caps   []*Capture
 	closed bool
+	lastID uint64
 }
 
 // NewMirror returns a mirror with no captures.
@@ -160,6 +161,8 @@ func (m *Mirror) Start(cfg *Config) (*Capture, error) {
 	if m.closed {
 		return nil, ErrClosed
 	}
+	m.lastID++
+	cp.id = m.lastID
 	m.caps = append(m.caps, cp)
 	m.publishLocked()
 	return cp, nil
@@ -193,6 +196,25 @@ func (m *Mirror) remove(c *Capture) bool {
 		}
 	}
 	return false
+}
+
+// Stop ends the running capture with the given ID with reason, as Close
+// would; it reports false when there is none.
+func (m *Mirror) Stop(id uint64, reason string) bool {
+	m.mu.Lock()
+	var c *Capture
+	for _, x := range m.caps {
+		if x.id == id {
+			c = x
+		}
+	}
+	m.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	c.m.remove(c)
+	c.end(reason)
+	return true
 }
 
 // Active returns the number of running captures.
@@ -291,6 +313,7 @@ type slot struct {
 // Capture is one running capture: producers put, one reader Reads.
 type Capture struct {
 	m      *Mirror
+	id     uint64
 	port   string
 	filter *Filter
 	snap   int
@@ -402,6 +425,9 @@ func (c *Capture) Taken() uint64 { return c.taken.Load() }
 // Lost returns how many matching frames were lost because the reader was
 // too slow (the ring was full).
 func (c *Capture) Lost() uint64 { return c.lost.Load() }
+
+// ID returns the capture's ID, unique within its mirror.
+func (c *Capture) ID() uint64 { return c.id }
 
 // SnapLen returns the capture's snap length.
 func (c *Capture) SnapLen() int { return c.snap }

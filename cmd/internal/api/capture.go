@@ -4,6 +4,7 @@ package api
 //
 //	GET    /v1/networks/{name}/capture?port=P&filter=F&count=N&duration=D&snaplen=S
 //	                                                  a pcapng stream (200), summary in trailers
+//	DELETE /v1/networks/{name}/captures/{id}         204: ends a capture (its stream ends normally)
 //	GET    /v1/networks/{name}/stats                  NetworkStats
 //	POST   /v1/networks/{name}/trace                  TraceRequest -> Trace
 
@@ -26,6 +27,9 @@ const (
 	TrailerEnd      = "Switchyard-End"      // why the capture ended (a sentence)
 )
 
+// HeaderCaptureID carries a capture's ID (for StopCapture) on the stream.
+const HeaderCaptureID = "Switchyard-Capture-Id"
+
 // PcapngType is the content type of a capture stream.
 const PcapngType = "application/x-pcapng"
 
@@ -47,6 +51,15 @@ type CaptureStream struct {
 
 // Close stops reading (the daemon ends the capture).
 func (s *CaptureStream) Close() error { return s.resp.Body.Close() }
+
+// ID returns the capture's ID on its network.
+func (s *CaptureStream) ID() string { return s.resp.Header.Get(HeaderCaptureID) }
+
+// StopCapture asks the daemon to end a capture: its stream then ends with
+// the frames taken so far and its trailers.
+func (c *Client) StopCapture(ctx context.Context, network, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/networks/"+esc(network)+"/captures/"+esc(id), nil, nil)
+}
 
 // CaptureSummary is how a capture ended, from the stream's trailers.
 type CaptureSummary struct {

@@ -18,6 +18,9 @@ import (
 // captureRoutes adds the capture, stats and trace routes (see api/capture.go).
 func (d *Daemon) captureRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/networks/{name}/capture", d.serveCapture)
+	mux.HandleFunc("DELETE /v1/networks/{name}/captures/{id}", func(w http.ResponseWriter, r *http.Request) {
+		d.reply(w, r, http.StatusNoContent, nil, d.StopCapture(r.PathValue("name"), r.PathValue("id")))
+	})
 	mux.HandleFunc("GET /v1/networks/{name}/stats", func(w http.ResponseWriter, r *http.Request) {
 		out, err := d.Stats(r.PathValue("name"))
 		d.reply(w, r, http.StatusOK, out, err)
@@ -137,6 +140,7 @@ func (d *Daemon) serveCapture(w http.ResponseWriter, r *http.Request) {
 	log.Info("capture started")
 
 	w.Header().Set("Content-Type", api.PcapngType)
+	w.Header().Set(api.HeaderCaptureID, strconv.FormatUint(c.ID(), 10))
 	w.Header().Set("Trailer", api.TrailerCaptured+", "+api.TrailerLost+", "+api.TrailerEnd)
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
@@ -227,6 +231,24 @@ loop:
 	}
 	w.Header().Set(api.TrailerEnd, end)
 	log.Info("capture ended", zap.Int("frames", written), zap.Uint64("lost", c.Lost()), zap.String("why", end), zap.NamedError("write_error", werr))
+}
+
+// StopCapture ends a running capture: its stream ends with what it has
+// taken, the statistics and the trailers.
+func (d *Daemon) StopCapture(name, id string) error {
+	if err := d.lockOpen(); err != nil {
+		return err
+	}
+	_, rn, err := d.netLocked(name)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || !rn.mir.Stop(n, "stopped by the reader") {
+		return api.Errorf(api.CodeNotFound, "network %q has no capture %q running", name, id)
+	}
+	return nil
 }
 
 // Stats returns a network's per-port counters, table sizes and capture
