@@ -302,7 +302,7 @@ func TestCLIBadInput(t *testing.T) {
 		{[]string{"network", "frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"network"}, 2, "needs a subcommand"},
-		{[]string{"daemon", "--metrics", "256.0.0.1:9100", "--state-dir", filepath.Join(e.dir, "other")}, 1, "metrics: cannot listen on 256.0.0.1:9100"},
+		{[]string{"daemon", "--metrics", "9100", "--state-dir", filepath.Join(e.dir, "other")}, 1, "metrics: cannot listen on 9100: address 9100: missing port in address"},
 		{[]string{"daemon", "--state-dir", e.stateDir, "--socket", filepath.Join(e.dir, "other.sock")}, 1, "another switchyard daemon is using state dir " + e.stateDir},
 	} {
 		name := strings.Join(tc.args, " ")
