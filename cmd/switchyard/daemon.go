@@ -1,8 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,9 +33,6 @@ attachments: [{iface, netns}]}]) after that: missing networks, endpoints and
 attachments are created.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if metrics != "" {
-				return errors.New("--metrics is not supported yet")
-			}
 			var lvl zapcore.Level
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 				return usagef(cmd, "invalid --log-level %q: want debug, info, warn or error", logLevel)
@@ -53,9 +50,21 @@ attachments are created.`,
 				}
 				cfg.Topology = t
 			}
+			var mln net.Listener
+			if metrics != "" {
+				if mln, err = daemon.ListenMetrics(metrics); err != nil {
+					return err
+				}
+			}
 			d, err := daemon.New(cfg)
 			if err != nil {
+				if mln != nil {
+					mln.Close()
+				}
 				return err
+			}
+			if mln != nil {
+				defer d.ServeMetrics(mln)()
 			}
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -79,7 +88,7 @@ attachments are created.`,
 	f.StringVar(&config, "config", "", "apply this YAML topology at start")
 	f.StringVar(&stateDir, "state-dir", api.DefaultStateDir, "where the state files live")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on ADDR (not supported yet)")
+	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on `ADDR` (host:port), at /metrics")
 	return cmd
 }
 

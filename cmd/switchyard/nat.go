@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,10 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 )
-
-// capture is in the CLI contract; its engine is not built yet. The command
-// exists, with the contract's arguments and flags, and fails with one line
-// saying so.
 
 func newNATCmd(client clientFunc) *cobra.Command {
 	var (
@@ -79,34 +74,5 @@ drops by reason among them.`,
 	}
 	cmd.Flags().IntVar(&max, "max", 1000, "list at most this many flows")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the table as JSON")
-	return cmd
-}
-
-func newCaptureCmd() *cobra.Command {
-	var (
-		endpoint, file, filter string
-		count                  int
-		duration               time.Duration
-	)
-	cmd := &cobra.Command{
-		Use:   "capture NAME",
-		Short: "Capture a network's frames to pcapng (not supported yet)",
-		Long: `capture mirrors the frames a network's switch forwards (or only those of one
-endpoint's port) to a pcapng file or stdout, optionally filtered, until
--c frames or --duration have passed or it is interrupted.
-
-Not supported yet: capture arrives with the switch's mirror port.`,
-		Example: `  switchyard capture lan --endpoint ns1 -w lan.pcapng -c 100`,
-		Args:    exactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("capture: not supported yet (capture arrives with the switch's mirror port)")
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&endpoint, "endpoint", "", "capture only the port of the endpoint of namespace `NETNS`")
-	f.StringVarP(&file, "write", "w", "", "write pcapng to `FILE` (default: stdout)")
-	f.StringVarP(&filter, "filter", "f", "", "capture only frames matching the BPF filter expression `FILTER`")
-	f.IntVarP(&count, "count", "c", 0, "stop after `N` frames (default: no limit)")
-	f.DurationVar(&duration, "duration", 0, "stop after `D`, a duration like 10s (default: no limit)")
 	return cmd
 }

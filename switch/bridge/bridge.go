@@ -122,7 +122,8 @@ type Bridge struct {
 	fdb   *fdb.Table
 	gone  func(string, error)
 
-	set atomic.Pointer[portSet]
+	set    atomic.Pointer[portSet]
+	mirror atomic.Pointer[mirrorBox] // nil unless a capture runs (see SetMirror)
 
 	mu      sync.Mutex // guards the fields below and serialises port set changes
 	byName  map[string]*bport
@@ -193,6 +194,7 @@ func (b *Bridge) AddPort(name string, p port.Port, flags Flags) error {
 	}
 	bp := &bport{name: name, done: make(chan struct{})}
 	bp.Init(0, p)
+	bp.Name = name
 	bp.flags.Store(flags.bits())
 	if n := len(b.freeIDs); n > 0 {
 		bp.ID = b.freeIDs[n-1]

@@ -77,6 +77,10 @@ var floodFlag = [...]uint32{floodUnknown: fFlood, floodMulticast: fMcastFlood, f
 func (b *Bridge) forward(in *bport, frames []port.Frame, st *port.Stage) {
 	set := b.set.Load()
 	st.Reset(len(set.byID), cap(frames))
+	mir := b.mirror.Load()
+	if mir != nil {
+		st.Mirror = mir
+	}
 	now := b.clock().UnixNano()
 	inFlags := in.flags.Load()
 	var rxBytes uint64
@@ -84,8 +88,11 @@ func (b *Bridge) forward(in *bport, frames []port.Frame, st *port.Stage) {
 		f := &frames[i]
 		d := f.Data
 		rxBytes += uint64(len(d))
+		if mir != nil {
+			mir.m.Inbound(in.name, d, f.VNet)
+		}
 		if len(d) < 14 {
-			in.C.Drops[DropMalformed].Add(1)
+			mir.drop(in, DropMalformed, d)
 			continue
 		}
 		var dst, src fdb.MAC
@@ -94,11 +101,11 @@ func (b *Bridge) forward(in *bport, frames []port.Frame, st *port.Stage) {
 		if inFlags&fNoLearning == 0 {
 			switch b.fdb.Learn(src, in.ID, now) {
 			case fdb.Ignored:
-				in.C.Drops[DropBadSource].Add(1)
+				mir.drop(in, DropBadSource, d)
 				continue
 			case fdb.Static:
 				if p, ok := b.fdb.Lookup(src, now); ok && p != in.ID {
-					in.C.Drops[DropLooped].Add(1)
+					mir.drop(in, DropLooped, d)
 					continue
 				}
 			}
@@ -108,26 +115,27 @@ func (b *Bridge) forward(in *bport, frames []port.Frame, st *port.Stage) {
 			if dst == (fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) {
 				kind = floodBroadcast
 			}
-			b.flood(in, inFlags, set, f, kind, st)
+			b.flood(in, inFlags, set, f, kind, st, mir)
 			continue
 		}
 		id, ok := b.fdb.Lookup(dst, now)
 		if !ok || id >= len(set.byID) || set.byID[id] == nil {
-			b.flood(in, inFlags, set, f, floodUnknown, st)
+			b.flood(in, inFlags, set, f, floodUnknown, st, mir)
 			continue
 		}
 		out := set.byID[id]
 		if out == in && inFlags&fHairpin == 0 {
-			in.C.Drops[DropSamePort].Add(1)
+			mir.drop(in, DropSamePort, d)
 			continue
 		}
 		if inFlags&fIsolated != 0 && out.flags.Load()&fIsolated != 0 {
-			in.C.Drops[DropIsolated].Add(1)
+			mir.drop(in, DropIsolated, d)
 			continue
 		}
 		st.Add(&out.Egress, f, false)
 	}
 	st.Flush()
+	st.Mirror = nil
 	// Counted after the flush, so a reader who sees the count knows the
 	// frames have been forwarded.
 	in.C.RxFrames.Add(uint64(len(frames)))
@@ -135,7 +143,7 @@ func (b *Bridge) forward(in *bport, frames []port.Frame, st *port.Stage) {
 }
 
 // flood stages f for every port that should get a flood of this kind.
-func (b *Bridge) flood(in *bport, inFlags uint32, set *portSet, f *port.Frame, kind floodKind, st *port.Stage) {
+func (b *Bridge) flood(in *bport, inFlags uint32, set *portSet, f *port.Frame, kind floodKind, st *port.Stage, mir *mirrorBox) {
 	delivered, filtered := 0, 0
 	want := floodFlag[kind]
 	for _, out := range set.list {
@@ -156,9 +164,9 @@ func (b *Bridge) flood(in *bport, inFlags uint32, set *portSet, f *port.Frame, k
 	}
 	if delivered == 0 && filtered > 0 {
 		if inFlags&fIsolated != 0 {
-			in.C.Drops[DropIsolated].Add(1)
+			mir.drop(in, DropIsolated, f.Data)
 		} else {
-			in.C.Drops[DropFloodOff].Add(1)
+			mir.drop(in, DropFloodOff, f.Data)
 		}
 	}
 }

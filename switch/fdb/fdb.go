@@ -186,6 +186,19 @@ func (t *Table) Lookup(m MAC, now int64) (port int, ok bool) {
 	return int(e.port.Load()), true
 }
 
+// Peek is Lookup that also says whether the entry is static. It changes
+// nothing (for tracing a frame without forwarding it).
+func (t *Table) Peek(m MAC, now int64) (port int, static, ok bool) {
+	s := t.shard(m)
+	s.mu.RLock()
+	e := s.m[m]
+	s.mu.RUnlock()
+	if e == nil || t.expired(e, now) {
+		return 0, false, false
+	}
+	return int(e.port.Load()), e.static, true
+}
+
 // Learn records that a frame with source m arrived on port at now.
 func (t *Table) Learn(m MAC, port int, now int64) Result {
 	if !Learnable(m) {

@@ -68,7 +68,8 @@ func (c *FwdCounters) Snapshot(names []string) FwdStats {
 // and writes them to Port, finishing pending offloads in software when
 // Offloads is false.
 type Egress struct {
-	ID       int // dense, unique among the engine's ports; indexes Stage's queues
+	ID       int    // dense, unique among the engine's ports; indexes Stage's queues
+	Name     string // the port's name in the engine, for mirrors
 	Port     Port
 	Offloads bool
 	C        FwdCounters
@@ -98,6 +99,17 @@ type Stage struct {
 	egress  []*Egress // by egress ID, for the flush
 	touched []int     // IDs with frames staged, in first-touch order
 	parsed  frame.Parsed
+	// Mirror, when set (by the engine, per batch), sees every frame Flush
+	// hands to a port and every frame the egress side loses.
+	Mirror StageMirror
+}
+
+// StageMirror is what a Stage shows a capture: frames a port took (Sent)
+// and frames lost on the egress side (Lost, with the drop reason). The
+// views are reused after the call.
+type StageMirror interface {
+	Sent(out *Egress, f *Frame)
+	Lost(out *Egress, reason int, data []byte)
 }
 
 // StageArenaSize bounds the software-offload output of one batch.
@@ -148,6 +160,9 @@ func (s *Stage) Add(out *Egress, f *Frame, flood bool) {
 	if !out.Offloads && !f.VNet.IsZero() {
 		if !s.finish(out, f, flood) {
 			out.C.Drops[DropOffload].Add(1)
+			if s.Mirror != nil {
+				s.Mirror.Lost(out, DropOffload, f.Data)
+			}
 		}
 		return
 	}
@@ -236,12 +251,22 @@ func (s *Stage) Flush() {
 		}
 		out.C.TxFlooded.Add(fl)
 		out.C.TxUnicast.Add(uint64(n) - fl)
+		if s.Mirror != nil {
+			for i := range q[:n] {
+				s.Mirror.Sent(out, &q[i])
+			}
+		}
 		if lost := len(q) - n; lost > 0 {
 			r := DropTxFull
 			if errors.Is(err, ErrClosed) {
 				r = DropPortGone
 			}
 			out.C.Drops[r].Add(uint64(lost))
+			if s.Mirror != nil {
+				for i := range q[n:] {
+					s.Mirror.Lost(out, r, q[n+i].Data)
+				}
+			}
 		}
 		clear(q) // drop references to the ingress port's memory
 		s.out[id] = q[:0]

@@ -55,6 +55,7 @@ import (
 	"github.com/switchyard-net/switchyard/internal/atomicfile"
 	"github.com/switchyard-net/switchyard/ipam"
 	"github.com/switchyard-net/switchyard/nat"
+	"github.com/switchyard-net/switchyard/switch/capture"
 	"github.com/switchyard-net/switchyard/switch/router"
 )
 
@@ -101,7 +102,8 @@ type Daemon struct {
 // runNet is a network's running part.
 type runNet struct {
 	name string
-	br   engine // a *bridge.Bridge, or a macvlan network's adapter (macvlan.go)
+	br   engine          // a *bridge.Bridge, or a macvlan network's adapter (macvlan.go)
+	mir  *capture.Mirror // captures of the network (capture.go); nil for macvlan
 	// With an uplink: the gateway, its NAT and the clock goroutine's stop.
 	gw   *router.Port
 	nat  *nat.NAT
@@ -295,6 +297,7 @@ func (d *Daemon) Serve() error {
 // (up to 10 s) for requests in flight.
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
+		d.EndCaptures("the daemon is stopping") // streams would hold up Shutdown
 		if d.srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_ = d.srv.Shutdown(ctx)
@@ -321,6 +324,7 @@ func (d *Daemon) Close() error {
 // closeRuntime closes every bridge (and so every port); links stay.
 func (d *Daemon) closeRuntime() {
 	for name, rn := range d.nets {
+		rn.endCaptures("the daemon is stopping")
 		rn.close()
 		delete(d.nets, name)
 	}

@@ -103,6 +103,7 @@ func (d *Daemon) Handler() http.Handler {
 		out, err := d.NATTable(r.PathValue("name"), max)
 		d.reply(w, r, http.StatusOK, out, err)
 	})
+	d.captureRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		d.reply(w, r, 0, nil, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
 	"github.com/switchyard-net/switchyard/netns"
 	"github.com/switchyard-net/switchyard/switch/bridge"
+	"github.com/switchyard-net/switchyard/switch/fdb"
 	"github.com/switchyard-net/switchyard/switch/macvlan"
 	"github.com/switchyard-net/switchyard/switch/port"
 )
@@ -68,6 +69,7 @@ type engine interface {
 	FlushFDB() int
 	SetAgeing(time.Duration)
 	SetMACLimits(limit, perPort int)
+	FDBStats() fdb.Stats
 	Close() error
 }
 
@@ -567,6 +569,7 @@ func (e *mvEngine) FDB() []bridge.FDBEntry {
 }
 
 func (e *mvEngine) FlushFDB() int             { return 0 }
+func (e *mvEngine) FDBStats() fdb.Stats       { return fdb.Stats{Entries: len(e.FDB())} }
 func (e *mvEngine) SetAgeing(time.Duration)   {}
 func (e *mvEngine) SetMACLimits(limit, n int) {}
 

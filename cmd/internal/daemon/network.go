@@ -202,6 +202,7 @@ func (d *Daemon) startNetwork(rec *netRecord, strict bool) (*runNet, error) {
 		OnPortGone: func(name string, err error) { d.portGone(rn, name, err) },
 	})
 	rn.br = br
+	rn.mir = newMirror(br)
 	if !rec.hasGateway() {
 		return rn, nil
 	}
@@ -294,6 +295,7 @@ func (d *Daemon) RemoveNetwork(name string) error {
 		d.teardownAttachmentLocked(n, rn, n.Attachments[k])
 		delete(n.Attachments, k)
 	}
+	rn.endCaptures(fmt.Sprintf("network %q was removed", name))
 	rn.close()
 	if n.Uplink != nil {
 		d.restoreUplink(n.Uplink)
