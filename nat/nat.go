@@ -219,7 +219,7 @@ func New(cfg *Config) (*NAT, error) {
 	}
 	n := &NAT{
 		inside: toPfx(cfg.Inside), gw: addr32(cfg.Gateway), masq: cfg.Masquerade,
-		allow: toPfx(cfg.AllowFrom),
+		allow:   toPfx(cfg.AllowFrom),
 		portMin: cfg.PortMin, portMax: cfg.PortMax, t: newTable(max), start: cfg.Now,
 	}
 	for _, a := range cfg.External {

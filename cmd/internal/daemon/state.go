@@ -55,7 +55,7 @@ type netRecord struct {
 	PublishAllow []netip.Prefix `json:"publish_allow,omitempty"`
 	NATMaxFlows  int            `json:"nat_max_flows,omitempty"`
 	NATTimeouts  nat.Timeouts   `json:"nat_timeouts"`
-	Created      time.Time     `json:"created"`
+	Created      time.Time      `json:"created"`
 	// Endpoints by namespace name (= port name).
 	Endpoints map[string]*epRecord `json:"endpoints"`
 	// Attachments by interface name (= port name).

@@ -48,7 +48,7 @@ func traceNet(t *testing.T) (*netRecord, *runNet, map[string]*porttest.Port) {
 		}
 		hosts[name] = host
 	}
-	if err := rn.br.AddStaticMAC("gateway", [6]byte{0x02, 0x5f, 0, 0, 0, 1}); err != nil {
+	if err := br.AddStaticMAC("gateway", [6]byte{0x02, 0x5f, 0, 0, 0, 1}); err != nil {
 		t.Fatal(err)
 	}
 	// blue has spoken: its MAC is learned. red and green have not.
