@@ -111,7 +111,7 @@ func TestForwardZeroAllocsCapturing(t *testing.T) {
 	c, _ := m.Start(&capture.Config{Filter: flt, Slots: 16})
 	defer c.Close()
 	br.SetMirror(m)
-	st := &staging{}
+	st := &port.Stage{}
 	br.forward(set.list[0], frames, st)
 	if allocs := testing.AllocsPerRun(100, func() { br.forward(set.list[0], frames, st) }); allocs != 0 {
 		t.Errorf("forward while capturing: %v allocs per batch, want 0", allocs)
