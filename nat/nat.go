@@ -560,8 +560,7 @@ func (n *NAT) open(k, to key, flags uint32, b []byte, pr *frame.Parsed, vnet *fr
 		if icmp {
 			to.dport = to.sport
 		}
-		idx, code, ev := n.t.insert(k, to.reverse(replySide), st, exp, len(b))
-		_ = idx
+		_, code, ev := n.t.insert(k, to.reverse(replySide), st, exp, len(b))
 		switch code {
 		case insOK:
 			n.created.Add(1)

@@ -15,18 +15,19 @@ const (
 	icmpParamProblem = 12
 )
 
-// csumAt applies an RFC 1624 update to the 16-bit checksum at b[off:].
+// update16At applies an RFC 1624 update to the 16-bit checksum at b[off:].
 func update16At(b []byte, off int, old, new uint16) {
 	c := binary.BigEndian.Uint16(b[off:])
 	binary.BigEndian.PutUint16(b[off:], frame.Update16(c, old, new))
 }
 
+// update32At is update16At for a 32-bit field.
 func update32At(b []byte, off int, old, new uint32) {
 	c := binary.BigEndian.Uint16(b[off:])
 	binary.BigEndian.PutUint16(b[off:], frame.Update32(c, old, new))
 }
 
-// seedUpdate32 adjusts a partial checksum's pseudo-header seed (not
+// seedUpdate32At adjusts a partial checksum's pseudo-header seed (not
 // complemented) for a 32-bit field that changed.
 func seedUpdate32At(b []byte, off int, old, new uint32) {
 	c := binary.BigEndian.Uint16(b[off:])

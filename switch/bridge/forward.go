@@ -1,51 +1,23 @@
 package bridge
 
 import (
-	"errors"
-	"runtime"
-	"time"
-
 	"go.uber.org/zap"
 
 	"github.com/switchyard-net/switchyard/switch/fdb"
 	"github.com/switchyard-net/switchyard/switch/port"
 )
 
-// maxReadErrors is how many failed reads in a row make a port count as gone.
-const maxReadErrors = 100
-
 // rxLoop is a port's RX goroutine: read a batch, forward it, repeat, until
 // the port is closed or its link is gone.
 func (b *Bridge) rxLoop(in *bport) {
 	defer close(in.done)
-	frames := make([]port.Frame, in.Port.BatchSize())
 	st := &port.Stage{}
-	failed := 0
-	for {
-		n, err := in.Port.Read(frames)
-		if err != nil {
-			if errors.Is(err, port.ErrClosed) {
-				return
-			}
-			failed++
-			if errors.Is(err, port.ErrLinkGone) || failed >= maxReadErrors {
-				b.log.Warn("port gone, removing it", zap.String("port", in.name), zap.Error(err))
-				go b.removeGone(in, err)
-				return
-			}
-			if failed == 1 {
-				b.log.Warn("port read failed", zap.String("port", in.name), zap.Error(err))
-			}
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		failed = 0
-		b.forward(in, frames[:n], st)
-		// Let the other ports' goroutines run between batches: on a
-		// switch with one P, a port that always has frames would
-		// otherwise hold it until async preemption (10 ms), and the
-		// other direction of its flows (TCP's ACKs) would wait that long.
-		runtime.Gosched()
+	err := port.ReadLoop(in.Port, func(frames []port.Frame) { b.forward(in, frames, st) }, func(err error) {
+		b.log.Warn("port read failed", zap.String("port", in.name), zap.Error(err))
+	})
+	if err != nil {
+		b.log.Warn("port gone, removing it", zap.String("port", in.name), zap.Error(err))
+		go b.removeGone(in, err)
 	}
 }
 

@@ -2,9 +2,6 @@ package macvlan
 
 import (
 	"encoding/binary"
-	"errors"
-	"runtime"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -49,41 +46,19 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
-// maxReadErrors is how many failed reads in a row make a port count as gone.
-const maxReadErrors = 100
-
 const etherTypePause = 0x8808
 
 // rxLoop is a port's RX goroutine: read a batch, forward it, repeat, until
 // the port is closed or its link is gone.
 func (s *Switch) rxLoop(in *child) {
 	defer close(in.done)
-	frames := make([]port.Frame, in.Port.BatchSize())
 	st := &port.Stage{}
-	failed := 0
-	for {
-		n, err := in.Port.Read(frames)
-		if err != nil {
-			if errors.Is(err, port.ErrClosed) {
-				return
-			}
-			failed++
-			if errors.Is(err, port.ErrLinkGone) || failed >= maxReadErrors {
-				s.log.Warn("port gone", zap.String("port", in.name), zap.Error(err))
-				go s.removeGone(in, err)
-				return
-			}
-			if failed == 1 {
-				s.log.Warn("port read failed", zap.String("port", in.name), zap.Error(err))
-			}
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		failed = 0
-		s.forward(in, frames[:n], st)
-		// Let the other ports' goroutines run between batches (see the
-		// bridge's rxLoop).
-		runtime.Gosched()
+	err := port.ReadLoop(in.Port, func(frames []port.Frame) { s.forward(in, frames, st) }, func(err error) {
+		s.log.Warn("port read failed", zap.String("port", in.name), zap.Error(err))
+	})
+	if err != nil {
+		s.log.Warn("port gone", zap.String("port", in.name), zap.Error(err))
+		go s.removeGone(in, err)
 	}
 }
 

@@ -405,17 +405,11 @@ func (u *Uplink) inbound(f *port.Frame) bool {
 	if ip.TTL() > 1 {
 		ip.DecTTL()
 	}
-	if !r.toInsideFromUplink(sc, f, pr) {
+	if !r.toInside(sc, f, pr) {
 		return false
 	}
 	r.routedIn.Add(1)
 	return true
-}
-
-// toInsideFromUplink is toInside for the uplink's reader, whose ARP
-// requests to endpoints go through the gateway's queue as well.
-func (p *Port) toInsideFromUplink(sc *scratch, f *port.Frame, pr *frame.Parsed) bool {
-	return p.toInside(sc, f, pr)
 }
 
 // send builds a frame with make into the scratch arena and stages it for
