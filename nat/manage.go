@@ -139,6 +139,17 @@ func protoName(p uint8) string {
 	return fmt.Sprint(p)
 }
 
+// flowKind names the rule that made a flow of state st.
+func flowKind(st uint32) string {
+	switch {
+	case st&stHairpin != 0:
+		return "hairpin"
+	case st&stDNAT != 0:
+		return "published"
+	}
+	return "masquerade"
+}
+
 func stateName(proto uint8, st uint32) string {
 	if proto == frame.ProtoTCP {
 		if s := st & stMask; s < numTCPStates {
@@ -169,15 +180,8 @@ func (n *NAT) Flows(max int) []Flow {
 			}
 			k0, k1 := e.key[0], e.key[1]
 			to := k1.reverse(0)
-			kind := "masquerade"
-			switch {
-			case st&stHairpin != 0:
-				kind = "hairpin"
-			case st&stDNAT != 0:
-				kind = "published"
-			}
 			f := Flow{
-				Proto: protoName(k0.proto), Kind: kind,
+				Proto: protoName(k0.proto), Kind: flowKind(st),
 				OrigSrc: netip.AddrPortFrom(addrOf(k0.src), k0.sport), OrigDst: netip.AddrPortFrom(addrOf(k0.dst), k0.dport),
 				NewSrc: netip.AddrPortFrom(addrOf(to.src), to.sport), NewDst: netip.AddrPortFrom(addrOf(to.dst), to.dport),
 				State:   stateName(k0.proto, st),

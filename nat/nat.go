@@ -131,7 +131,8 @@ type mapping struct {
 	ownerKey string
 }
 
-// Verdict is what the caller does with a packet after Translate.
+// Verdict is what the caller does with a packet after Translate. A drop
+// carries its Reason: compare Kind() with Drop, and read Reason().
 type Verdict uint8
 
 // Verdicts.
@@ -145,6 +146,24 @@ const (
 	// Drop: dropped, and counted under a Reason.
 	Drop
 )
+
+const verdictBits = 2
+
+// Kind is Pass, Forward or Drop, without the reason.
+func (v Verdict) Kind() Verdict { return v & (1<<verdictBits - 1) }
+
+// Reason is why a Drop verdict dropped (ReasonNone for the others).
+func (v Verdict) Reason() Reason { return Reason(v >> verdictBits) }
+
+func (v Verdict) String() string {
+	switch v.Kind() {
+	case Pass:
+		return "pass"
+	case Forward:
+		return "forward"
+	}
+	return "drop: " + v.Reason().String()
+}
 
 // Reason says why the NAT dropped a packet.
 type Reason uint8
@@ -323,7 +342,7 @@ func (n *NAT) isExt(a uint32) bool {
 
 func (n *NAT) drop(r Reason) Verdict {
 	n.drops[r].Add(1)
-	return Drop
+	return Drop | Verdict(r)<<verdictBits
 }
 
 // Translate looks up (or creates) the flow of the frame b, decoded in pr,
@@ -342,6 +361,30 @@ func (n *NAT) Translate(side Side, b []byte, pr *frame.Parsed, vnet *frame.VNetH
 	if pr.Frag == frame.LaterFragment {
 		return n.laterFragment(side, b, pr)
 	}
+	k, kind := keyOf(side, pr)
+	switch kind {
+	case keyICMPError:
+		return n.icmpError(side, b, pr, vnet)
+	case keyNone:
+		return Pass
+	}
+	var tgt key
+	if !n.lookup(k, pr, len(b), &tgt) {
+		return n.newFlow(k, b, pr, vnet)
+	}
+	n.rewrite(b, pr, vnet, k, tgt)
+	return Forward
+}
+
+// What keyOf found.
+const (
+	keyFlow      = iota // a packet of a flow: k is its key
+	keyICMPError        // an ICMP error, translated with the flow it quotes
+	keyNone             // an ICMP message that belongs to no flow
+)
+
+// keyOf returns the flow key of a packet decoded in pr arriving from side.
+func keyOf(side Side, pr *frame.Parsed) (key, int) {
 	k := key{src: addr32(pr.SrcIP), dst: addr32(pr.DstIP), proto: pr.Proto, side: side}
 	switch pr.Proto {
 	case frame.ProtoTCP, frame.ProtoUDP:
@@ -351,17 +394,12 @@ func (n *NAT) Translate(side Side, b []byte, pr *frame.Parsed, vnet *frame.VNetH
 		case frame.ICMPv4EchoRequest, frame.ICMPv4EchoReply:
 			k.sport, k.dport = pr.ICMPEchoID, pr.ICMPEchoID
 		case icmpDestUnreach, icmpTimeExceeded, icmpParamProblem, icmpSourceQuench:
-			return n.icmpError(side, b, pr, vnet)
+			return k, keyICMPError
 		default:
-			return Pass
+			return k, keyNone
 		}
 	}
-	var tgt key
-	if !n.lookup(k, pr, len(b), &tgt) {
-		return n.newFlow(k, b, pr, vnet)
-	}
-	n.rewrite(b, pr, vnet, k, tgt)
-	return Forward
+	return k, keyFlow
 }
 
 // lookup finds k's flow, updates its state, expiry and counters, and sets
@@ -492,40 +530,63 @@ func (n *NAT) initial(proto uint8, flags uint32) (st, exp uint32) {
 // newFlow decides what a packet with no flow becomes, creates the flow and
 // rewrites the packet.
 func (n *NAT) newFlow(k key, b []byte, pr *frame.Parsed, vnet *frame.VNetHdr) Verdict {
+	pl := n.plan(k)
+	switch pl.verdict {
+	case Forward:
+		return n.open(k, pl.to, pl.flags, b, pr, vnet)
+	case Pass:
+		return Pass
+	}
+	return n.drop(pl.reason)
+}
+
+// flowPlan is what a packet with no flow would open: the flow k -> to with
+// flags (Forward), nothing (Pass), or a drop for reason.
+type flowPlan struct {
+	verdict Verdict
+	reason  Reason
+	to      key
+	flags   uint32
+	m       *mapping // the published mapping it hits, if any
+}
+
+// plan decides, without changing anything, what a packet of k with no
+// flow becomes.
+func (n *NAT) plan(k key) flowPlan {
 	if k.side == Inside {
 		if k.dst == n.gw || inAny(n.inside, k.dst) {
-			return Pass
+			return flowPlan{verdict: Pass}
 		}
 		if inAny(*n.deny.Load(), k.dst) {
-			return n.drop(ReasonDenied)
+			return flowPlan{verdict: Drop, reason: ReasonDenied}
 		}
 		if n.isExt(k.dst) {
 			m := n.mappingFor(k.proto, k.dst, k.dport)
 			if m == nil {
-				return Pass
+				return flowPlan{verdict: Pass}
 			}
 			// Hairpin: to the published endpoint, from the gateway.
 			to := key{src: n.gw, dst: m.ctr, sport: k.sport, dport: m.ctrLo + (k.dport - m.lo), proto: k.proto}
-			return n.open(k, to, stDNAT|stHairpin, b, pr, vnet)
+			return flowPlan{verdict: Forward, to: to, flags: stDNAT | stHairpin, m: m}
 		}
 		if !n.masq {
-			return n.drop(ReasonNoMasquerade)
+			return flowPlan{verdict: Drop, reason: ReasonNoMasquerade}
 		}
 		to := key{src: n.ext[0], dst: k.dst, sport: k.sport, dport: k.dport, proto: k.proto}
-		return n.open(k, to, 0, b, pr, vnet)
+		return flowPlan{verdict: Forward, to: to}
 	}
 	if !n.isExt(k.dst) {
-		return n.drop(ReasonNotOurs)
+		return flowPlan{verdict: Drop, reason: ReasonNotOurs}
 	}
 	m := n.mappingFor(k.proto, k.dst, k.dport)
 	if m == nil {
-		return Pass
+		return flowPlan{verdict: Pass}
 	}
 	if (len(n.allow) > 0 && !inAny(n.allow, k.src)) || (len(m.allow) > 0 && !inAny(m.allow, k.src)) {
-		return n.drop(ReasonFiltered)
+		return flowPlan{verdict: Drop, reason: ReasonFiltered, m: m}
 	}
 	to := key{src: k.src, dst: m.ctr, sport: k.sport, dport: m.ctrLo + (k.dport - m.lo), proto: k.proto}
-	return n.open(k, to, stDNAT, b, pr, vnet)
+	return flowPlan{verdict: Forward, to: to, flags: stDNAT, m: m}
 }
 
 // allocTries bounds the search for a free masquerade port.

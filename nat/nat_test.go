@@ -19,9 +19,13 @@ func expect(t *testing.T, n *NAT, side Side, p pkt, want Verdict, src, dst netip
 	if p.partial {
 		vnet = partialHdr(p.proto)
 	}
+	before := n.Stats().Drops
 	v, pr := xlate(n, side, b, vnet)
-	if v != want {
+	if v.Kind() != want.Kind() || (want.Reason() != ReasonNone && v.Reason() != want.Reason()) {
 		t.Fatalf("verdict %v, want %v (stats %+v)", v, want, n.Stats())
+	}
+	if r := v.Reason(); v.Kind() == Drop && (r == ReasonNone || n.Stats().Drops[r.String()] != before[r.String()]+1) {
+		t.Fatalf("drop verdict %v does not name the reason counted (stats %+v)", v, n.Stats())
 	}
 	if v != Forward {
 		return pr
@@ -260,7 +264,7 @@ func TestICMPErrorTranslated(t *testing.T) {
 	// An error about no flow of ours is dropped.
 	stray := build(t, pkt{proto: frame.ProtoUDP, src: ext1, dst: server, sport: 5001, dport: 53})[14:]
 	b := build(t, pkt{proto: frame.ProtoICMPv4, icmpType: icmpDestUnreach, src: server, dst: ext1, inner: stray})
-	if v, _ := xlate(n, Outside, b, nil); v != Drop {
+	if v, _ := xlate(n, Outside, b, nil); v.Kind() != Drop {
 		t.Fatalf("stray error: %v", v)
 	}
 }
@@ -303,7 +307,7 @@ func TestFragments(t *testing.T) {
 	}
 	checkValid(t, later)
 	orphan := build(t, pkt{proto: frame.ProtoUDP, src: host2, dst: server, id: 78, fragOff: 3, rawL4: make([]byte, 16)})
-	if v, _ := xlate(n, Inside, orphan, nil); v != Drop || n.Dropped(ReasonFragment) != 1 {
+	if v, _ := xlate(n, Inside, orphan, nil); v.Kind() != Drop || n.Dropped(ReasonFragment) != 1 {
 		t.Fatalf("orphan fragment: %v", v)
 	}
 }
@@ -317,7 +321,7 @@ func TestBadInput(t *testing.T) {
 	b := build(t, pkt{proto: frame.ProtoTCP, src: host2, dst: server, sport: 1, dport: 80, flags: tcpSYN})
 	short := b[:14+20+10]
 	frame.IPv4(short[14:]).SetTotalLen(30)
-	if v, _ := xlate(n, Inside, short, nil); v != Drop || n.Dropped(ReasonMalformed) != 1 {
+	if v, _ := xlate(n, Inside, short, nil); v.Kind() != Drop || n.Dropped(ReasonMalformed) != 1 {
 		t.Errorf("truncated TCP: %v", v)
 	}
 	if n.Stats().Flows != 0 {
@@ -428,7 +432,7 @@ func TestTableFull(t *testing.T) {
 			t.Fatalf("reply to %v lost", f.NewSrc)
 		}
 	}
-	if open(6) != Drop || n.Dropped(ReasonTableFull) != 1 {
+	if open(6).Reason() != ReasonTableFull || n.Dropped(ReasonTableFull) != 1 {
 		t.Fatalf("6th flow in a full table of replied flows: %+v", n.Stats())
 	}
 	// Known flows keep working.

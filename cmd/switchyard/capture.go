@@ -35,7 +35,9 @@ func newCaptureCmd() *cobra.Command {
 		Long: `capture mirrors the frames a network's switch handles (or only those of one
 endpoint's port) from the running daemon: with -w to a pcapng file (one
 interface per switch port, direction flags, nanosecond time stamps, dropped
-frames marked with their reason in a packet comment), with -w - as pcapng on
+frames marked with their reason in a packet comment; on a network with an
+uplink, the uplink's frames as on the wire and every packet the NAT
+translates twice, commented pre-nat and post-nat), with -w - as pcapng on
 stdout, and otherwise decoded, one line per frame. It stops after -c frames,
 after --duration, when the network goes away, or on Ctrl-C, and then says
 how many frames it took and how many it lost (a reader slower than the

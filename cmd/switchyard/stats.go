@@ -93,14 +93,20 @@ it and runs it through the network's decision path without sending it,
 learning from it or counting it. It prints each step: how the sender
 addresses it (on-link endpoint, gateway, unanswered ARP), what the parser
 sees, what the MAC table learns and finds, the flood set, the output port,
-gateway handling or the drop reason.
+gateway handling or the drop reason. On a network with an uplink, a frame
+for the gateway goes on through the NAT: the rule it meets (an existing
+flow, masquerade, a published port, hairpin, or the drop and why), the
+headers it leaves with, and the next hop or the endpoint it reaches.
+--from uplink traces a frame arriving from the uplink's segment instead
+(e.g. a client reaching a published port).
 
 Frame specs:
   tcp SRC:PORT > DST:PORT [syn|ack|fin|rst|psh]...
   udp SRC:PORT > DST:PORT
   icmp SRC > DST                 an echo request (IPv4 or IPv6)
   arp who-has DST [tell SRC]`,
-		Example: `  switchyard trace lan --from red tcp 198.18.0.2:40000 '>' 198.18.9.9:80`,
+		Example: `  switchyard trace lan --from red tcp 198.18.0.2:40000 '>' 198.18.9.9:80
+  switchyard trace web --from uplink tcp 203.0.113.7:50000 '>' 192.0.2.10:8080`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 2 {
 				return usagef(cmd, "%s takes NAME and a frame spec", cmd.CommandPath())

@@ -62,6 +62,10 @@ type Flags struct {
 	// (the kernel's "learning off"), e.g. for a port that sends as a MAC
 	// that lives on another port, as a gateway's uplink side does.
 	NoLearning bool `json:"no_learning,omitempty"`
+	// OwnMirror: the port shows captures what it reads itself, so the
+	// bridge does not (a gateway's uplink side, which shows each frame
+	// as it came off the wire and again after NAT).
+	OwnMirror bool `json:"own_mirror,omitempty"`
 }
 
 // DefaultFlags are a new port's flags, as on a kernel bridge: no hairpin, not
@@ -75,6 +79,7 @@ const (
 	fMcastFlood
 	fBcastFlood
 	fNoLearning
+	fOwnMirror
 )
 
 func (f Flags) bits() uint32 {
@@ -82,7 +87,7 @@ func (f Flags) bits() uint32 {
 	for _, x := range []struct {
 		on  bool
 		bit uint32
-	}{{f.Hairpin, fHairpin}, {f.Isolated, fIsolated}, {f.Flood, fFlood}, {f.McastFlood, fMcastFlood}, {f.BcastFlood, fBcastFlood}, {f.NoLearning, fNoLearning}} {
+	}{{f.Hairpin, fHairpin}, {f.Isolated, fIsolated}, {f.Flood, fFlood}, {f.McastFlood, fMcastFlood}, {f.BcastFlood, fBcastFlood}, {f.NoLearning, fNoLearning}, {f.OwnMirror, fOwnMirror}} {
 		if x.on {
 			b |= x.bit
 		}
@@ -98,6 +103,7 @@ func flagsFromBits(b uint32) Flags {
 		McastFlood: b&fMcastFlood != 0,
 		BcastFlood: b&fBcastFlood != 0,
 		NoLearning: b&fNoLearning != 0,
+		OwnMirror:  b&fOwnMirror != 0,
 	}
 }
 

@@ -60,7 +60,7 @@ func (b *Bridge) forward(in *bport, frames []port.Frame, st *port.Stage) {
 		f := &frames[i]
 		d := f.Data
 		rxBytes += uint64(len(d))
-		if mir != nil {
+		if mir != nil && inFlags&fOwnMirror == 0 {
 			mir.m.Inbound(in.name, d, f.VNet)
 		}
 		if len(d) < 14 {

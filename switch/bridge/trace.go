@@ -16,7 +16,7 @@ type Decision struct {
 	// Learn is what learning the source would do: learn, refresh, move
 	// (from MovedFrom), static (a static entry of this port), looped (a
 	// static entry of another port: dropped), ignored (not a unicast
-	// source: dropped).
+	// source: dropped), off (the port does not learn).
 	Learn     string `json:"learn,omitempty"`
 	MovedFrom string `json:"moved_from,omitempty"`
 	// Lookup is how the destination was found: hit (in the MAC table, on
@@ -68,6 +68,8 @@ func (b *Bridge) Trace(in string, data []byte) (Decision, error) {
 
 	port, static, known := b.fdb.Peek(src, now)
 	switch {
+	case inFlags&fNoLearning != 0:
+		d.Learn = "off"
 	case !fdb.Learnable(src):
 		d.Learn, d.Drop = "ignored", DropBadSource.String()
 		return d, nil
@@ -94,7 +96,7 @@ func (b *Bridge) Trace(in string, data []byte) (Decision, error) {
 		return d, nil
 	}
 	id, ok := b.fdb.Lookup(dst, now)
-	if dst == src {
+	if dst == src && inFlags&fNoLearning == 0 {
 		// Learning the source first would make this a hit on the
 		// ingress port.
 		id, ok = ip.ID, true

@@ -104,6 +104,13 @@ type Stage struct {
 	Mirror StageMirror
 }
 
+// InPlaceWriter is a port whose Write rewrites the frames it is given (a
+// gateway translating them): a Stage shows its mirror such a port's frames
+// before the Write, as the switch handed them over.
+type InPlaceWriter interface {
+	WritesInPlace() bool
+}
+
 // StageMirror is what a Stage shows a capture: frames a port took (Sent)
 // and frames lost on the egress side (Lost, with the drop reason). The
 // views are reused after the call.
@@ -231,6 +238,16 @@ func (s *Stage) Flush() {
 	for _, id := range s.touched {
 		out := s.egress[id]
 		q := s.out[id]
+		before := false
+		if s.Mirror != nil {
+			// A port that rewrites what it is given is shown it first.
+			if rw, ok := out.Port.(InPlaceWriter); ok && rw.WritesInPlace() {
+				before = true
+				for i := range q {
+					s.Mirror.Sent(out, &q[i])
+				}
+			}
+		}
 		n, err := out.Port.Write(q)
 		if n > len(q) || n < 0 {
 			n = 0
@@ -251,7 +268,7 @@ func (s *Stage) Flush() {
 		}
 		out.C.TxFlooded.Add(fl)
 		out.C.TxUnicast.Add(uint64(n) - fl)
-		if s.Mirror != nil {
+		if s.Mirror != nil && !before {
 			for i := range q[:n] {
 				s.Mirror.Sent(out, &q[i])
 			}

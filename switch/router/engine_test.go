@@ -36,6 +36,7 @@ var (
 type engine struct {
 	t        *testing.T
 	gw       *Port
+	br       *bridge.Bridge
 	nat      *nat.NAT
 	h2, h3   *porttest.Port // the endpoints' own ends
 	outside  *porttest.Port // the uplink segment's end
@@ -54,11 +55,11 @@ func newEngine(t *testing.T) *engine {
 	cfg := &porttest.Config{Offloads: true, SlotSize: 65600}
 	up, outside := porttest.Pipe("uplink0", "outside", cfg)
 	gw := New(&Config{MAC: gwMAC, Addrs: []netip.Prefix{netip.PrefixFrom(gw4, 24)}, NAT: n,
-		Uplink: &UplinkConfig{Port: up, Name: "uplink0", MAC: extMAC,
+		Uplink: &UplinkConfig{Port: up, Name: "uplink0", PortName: "uplink", MAC: extMAC,
 			Addrs:   []netip.Prefix{netip.PrefixFrom(ext, 24), netip.PrefixFrom(ext2, 24)},
 			Gateway: upGW}})
 	b := bridge.New(nil)
-	e := &engine{t: t, gw: gw, nat: n, outside: outside, received: map[*porttest.Port][]gopacket.Packet{}}
+	e := &engine{t: t, gw: gw, br: b, nat: n, outside: outside, received: map[*porttest.Port][]gopacket.Packet{}}
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -67,7 +68,7 @@ func newEngine(t *testing.T) *engine {
 	}
 	must(b.AddPort("gateway", gw, bridge.DefaultFlags()))
 	must(b.AddStaticMAC("gateway", gwMAC))
-	must(b.AddPort("uplink", gw.Uplink(), bridge.Flags{NoLearning: true}))
+	must(b.AddPort("uplink", gw.Uplink(), bridge.Flags{NoLearning: true, OwnMirror: true}))
 	var p2, p3 *porttest.Port
 	p2, e.h2 = porttest.Pipe("h2", "h2peer", cfg)
 	p3, e.h3 = porttest.Pipe("h3", "h3peer", cfg)

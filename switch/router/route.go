@@ -20,6 +20,7 @@ type routing struct {
 	scratch sync.Pool
 	start   time.Time
 	now     atomic.Uint32 // seconds since start, advanced by Tick
+	mirror  atomic.Pointer[mirrorBox]
 
 	routedOut, routedIn, hairpin, natDrop, neighMiss, noRoute, ttl, resets, arpReq, offDrop atomic.Uint64
 }
@@ -31,12 +32,17 @@ type scratch struct {
 	up    []port.Frame   // frames for the uplink, written once per batch
 	arena [16][1600]byte // frames the gateway makes for the uplink
 	used  int
+	// While a capture runs: its mirror, and the frame before NAT.
+	mir     *mirrorBox
+	pre     []byte
+	preVNet frame.VNetHdr
 }
 
 func (s *scratch) reset() {
 	clear(s.up)
 	s.up = s.up[:0]
 	s.used = 0
+	s.mir = nil
 }
 
 // buf returns a buffer for a frame of our own for the uplink, or nil when
@@ -66,7 +72,10 @@ func (p *Port) initRouting(cfg *Config) {
 		return
 	}
 	p.nat = cfg.NAT
-	u := &Uplink{r: p, p: cfg.Uplink.Port, name: cfg.Uplink.Name, mac: cfg.Uplink.MAC, gw: cfg.Uplink.Gateway, neigh: newNeighTable(max)}
+	u := &Uplink{r: p, p: cfg.Uplink.Port, name: cfg.Uplink.Name, port: cfg.Uplink.PortName, mac: cfg.Uplink.MAC, gw: cfg.Uplink.Gateway, neigh: newNeighTable(max)}
+	if u.port == "" {
+		u.port = u.name
+	}
 	for _, a := range cfg.Uplink.Addrs {
 		u.addrs = append(u.addrs, a.Addr())
 		u.onlink = append(u.onlink, a.Masked())
@@ -148,12 +157,15 @@ func (p *Port) route(sc *scratch, f *port.Frame) int {
 			return p.echoReply(pr, d, sc.reply[:], p.mac, p.v4)
 		}
 		p.unrt.Add(1)
+		sc.mir.drop(p.name, true, dropUnroutable, d)
 		return 0
 	}
 	if !ours && pr.TTL <= 1 {
+		sc.mir.drop(p.name, true, dropTTL, d)
 		return p.timeExceeded(sc, pr, d)
 	}
-	switch p.nat.Translate(nat.Inside, d, pr, &f.VNet) {
+	sc.keepPre(d, f.VNet)
+	switch v := p.nat.Translate(nat.Inside, d, pr, &f.VNet); v.Kind() {
 	case nat.Pass:
 		if echo && ours {
 			all := p.v4
@@ -163,9 +175,11 @@ func (p *Port) route(sc *scratch, f *port.Frame) int {
 			return p.echoReply(pr, d, sc.reply[:], p.mac, all)
 		}
 		p.unrt.Add(1)
+		sc.mir.drop(p.name, true, dropUnroutable, d)
 		return 0
 	case nat.Drop:
 		p.natDrop.Add(1)
+		sc.mir.drop(p.name, true, natDropName(v.Reason()), d)
 		return 0
 	}
 	ip := frame.IPv4(d[pr.L3Off:pr.L3End])
@@ -174,12 +188,17 @@ func (p *Port) route(sc *scratch, f *port.Frame) int {
 	}
 	if inPrefixes(p.inside, pr.DstIP) {
 		// Hairpin: back to an endpoint, through the queue.
+		sc.showPre(p.name, true)
 		if p.toInside(sc, f, pr) {
 			p.hairpin.Add(1)
+			sc.mir.note(p.name, true, NotePostNAT, f.Data, f.VNet)
 			p.queue(*f)
+		} else {
+			sc.mir.drop(p.name, true, dropNeighMiss, f.Data)
 		}
 		return 0
 	}
+	sc.showPre(p.up.port, true)
 	if p.toUplink(sc, f, pr.DstIP) {
 		p.routedOut.Add(1)
 	}
@@ -230,6 +249,7 @@ func (p *Port) toUplink(sc *scratch, f *port.Frame, dst netip.Addr) bool {
 	if !inPrefixes(u.onlink, dst) {
 		if !u.gw.IsValid() {
 			p.noRoute.Add(1)
+			sc.mir.drop(u.port, true, dropNoRoute, f.Data)
 			return false
 		}
 		hop = u.gw
@@ -240,22 +260,26 @@ func (p *Port) toUplink(sc *scratch, f *port.Frame, dst netip.Addr) bool {
 		if b := sc.buf(); b != nil {
 			n := arpRequest(b, u.mac, u.srcFor(hop), hop)
 			sc.up = append(sc.up, port.Frame{Data: b[:n]})
+			sc.mir.out(u.port, b[:n])
 			p.arpReq.Add(1)
 		}
 	}
 	if !ok {
 		p.neighMiss.Add(1)
+		sc.mir.drop(u.port, true, dropNeighMiss, f.Data)
 		return false
 	}
 	if !u.offloads && !f.VNet.IsZero() {
 		if f.VNet.GSO() || !frame.FinishChecksum(f.Data, &f.VNet) {
 			p.offDrop.Add(1)
+			sc.mir.drop(u.port, true, dropOffload, f.Data)
 			return false
 		}
 	}
 	eth := frame.Ethernet(f.Data)
 	eth.SetDst(mac)
 	eth.SetSrc(u.mac)
+	sc.mir.note(u.port, true, NotePostNAT, f.Data, f.VNet)
 	sc.up = append(sc.up, *f)
 	return true
 }
@@ -283,7 +307,8 @@ func (p *Port) timeExceeded(sc *scratch, pr *frame.Parsed, d []byte) int {
 type Uplink struct {
 	r        *Port
 	p        port.Port
-	name     string
+	name     string // the interface's
+	port     string // the bridge port's, for mirrors
 	mac      frame.MAC
 	addrs    []netip.Addr
 	onlink   []netip.Prefix
@@ -335,6 +360,7 @@ func (u *Uplink) Read(frames []port.Frame) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		u.sc.mir = u.r.mirror.Load()
 		k := 0
 		var bytes uint64
 		for i := 0; i < n; i++ {
@@ -366,17 +392,21 @@ func (u *Uplink) inbound(f *port.Frame) bool {
 	pr.Decode(d)
 	if pr.Reason != frame.OK {
 		r.bad.Add(1)
+		sc.mir.drop(u.port, false, dropMalformed, d)
 		return false
 	}
 	if pr.DstMAC != u.mac && !pr.DstMAC.IsBroadcast() {
+		sc.mir.in(u.port, d, f.VNet)
 		return false // another host's, on a shared segment
 	}
 	now := r.now.Load()
 	switch {
 	case pr.EtherType == frame.EtherTypeARP:
+		sc.mir.in(u.port, d, f.VNet)
 		u.arp(pr, d)
 		return false
 	case pr.IPVersion != 4 || pr.DstMAC != u.mac || !has(u.addrs, pr.DstIP):
+		sc.mir.in(u.port, d, f.VNet)
 		r.other.Add(1)
 		return false
 	}
@@ -386,19 +416,25 @@ func (u *Uplink) inbound(f *port.Frame) bool {
 	echo := pr.Proto == frame.ProtoICMPv4 && pr.ICMPType == frame.ICMPv4EchoRequest
 	if pr.TTL <= 1 && !echo {
 		r.ttl.Add(1)
+		sc.mir.drop(u.port, false, dropTTL, d)
 		u.send(func(b []byte) int { return icmpError(b, pr, d, u.mac, pr.DstIP, icmpTimeExceeded, 0) })
 		return false
 	}
-	switch r.nat.Translate(nat.Outside, d, pr, &f.VNet) {
+	sc.keepPre(d, f.VNet)
+	switch v := r.nat.Translate(nat.Outside, d, pr, &f.VNet); v.Kind() {
 	case nat.Drop:
 		r.natDrop.Add(1)
+		sc.mir.drop(u.port, false, natDropName(v.Reason()), d)
 		return false
 	case nat.Pass:
+		sc.mir.in(u.port, d, f.VNet)
 		u.notMapped(pr, d, echo)
 		return false
 	}
+	sc.showPre(u.port, false)
 	if !inPrefixes(r.inside, pr.DstIP) {
 		r.noRoute.Add(1)
+		sc.mir.drop(u.port, false, dropNoRoute, d)
 		return false
 	}
 	ip := frame.IPv4(d[pr.L3Off:pr.L3End])
@@ -406,8 +442,10 @@ func (u *Uplink) inbound(f *port.Frame) bool {
 		ip.DecTTL()
 	}
 	if !r.toInside(sc, f, pr) {
+		sc.mir.drop(u.port, false, dropNeighMiss, d)
 		return false
 	}
+	sc.mir.note(u.port, false, NotePostNAT, d, f.VNet)
 	r.routedIn.Add(1)
 	return true
 }
@@ -421,6 +459,7 @@ func (u *Uplink) send(make func(b []byte) int) {
 	}
 	if n := make(b); n > 0 {
 		u.sc.up = append(u.sc.up, port.Frame{Data: b[:n]})
+		u.sc.mir.out(u.port, b[:n])
 	}
 }
 

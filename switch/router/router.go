@@ -48,7 +48,10 @@ type Config struct {
 type UplinkConfig struct {
 	Port port.Port // the uplink interface's port; the gateway owns it
 	Name string    // the uplink interface's name, for logs and listings
-	MAC  frame.MAC // the gateway's own MAC on the uplink
+	// PortName is the uplink's port on the bridge (Uplink), for what a
+	// capture shows; default Name.
+	PortName string
+	MAC      frame.MAC // the gateway's own MAC on the uplink
 	// Addrs are the external addresses, each with its on-link prefix.
 	Addrs []netip.Prefix
 	// Gateway is the next hop for destinations off the uplink's prefixes;
@@ -103,6 +106,8 @@ var (
 	_ port.Port    = (*Port)(nil)
 	_ port.Statser = (*Port)(nil)
 	_ port.Namer   = (*Port)(nil)
+
+	_ port.InPlaceWriter = (*Port)(nil)
 )
 
 // New returns a gateway port.
@@ -173,6 +178,10 @@ func (p *Port) Close() error {
 	return nil
 }
 
+// WritesInPlace implements port.InPlaceWriter: with an uplink, Write
+// translates and readdresses the frames it routes in place.
+func (p *Port) WritesInPlace() bool { return p.up != nil }
+
 // Offloads implements port.Offloader: with an uplink the gateway takes
 // GSO super-frames and partial checksums as they come, and passes them on.
 func (p *Port) Offloads() bool { return p.up != nil }
@@ -193,6 +202,7 @@ func (p *Port) Write(frames []port.Frame) (int, error) {
 	sc := p.scratch.Get().(*scratch)
 	defer p.scratch.Put(sc)
 	sc.reset()
+	sc.mir = p.mirror.Load()
 	pr := &sc.pr
 	for i := range frames {
 		f := &frames[i]
@@ -202,6 +212,7 @@ func (p *Port) Write(frames []port.Frame) (int, error) {
 		pr.Decode(d)
 		if pr.Reason != frame.OK {
 			p.bad.Add(1)
+			sc.mir.drop(p.name, true, dropMalformed, d)
 			continue
 		}
 		if pr.DstMAC != p.mac && !pr.DstMAC.IsMulticast() {
@@ -222,6 +233,7 @@ func (p *Port) Write(frames []port.Frame) (int, error) {
 			n = p.neighborAdvert(pr, d, sc.reply[:])
 		case pr.IsIP() && pr.DstMAC == p.mac && !has(p.v4, pr.DstIP) && !has(p.v6, pr.DstIP):
 			p.unrt.Add(1)
+			sc.mir.drop(p.name, true, dropUnroutable, d)
 		default:
 			p.other.Add(1)
 		}

@@ -192,7 +192,9 @@ type Trace struct {
 	From    string      `json:"from"`
 	Steps   []TraceStep `json:"steps"`
 	// Verdict: "forwarded", "flooded", "to gateway", "dropped" or
-	// "nowhere" (no other port).
+	// "nowhere" (no other port); through a gateway with an uplink also
+	// "routed" (out of the uplink), "answered" (by the gateway itself)
+	// or "ignored" (not for the gateway).
 	Verdict string   `json:"verdict"`
 	Out     []string `json:"out,omitempty"`
 	Drop    string   `json:"drop,omitempty"`

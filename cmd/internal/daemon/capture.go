@@ -13,6 +13,7 @@ import (
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
 	"github.com/switchyard-net/switchyard/switch/bridge"
 	"github.com/switchyard-net/switchyard/switch/capture"
+	"github.com/switchyard-net/switchyard/switch/router"
 )
 
 // captureRoutes adds the capture, stats and trace routes (see api/capture.go).
@@ -35,15 +36,23 @@ func (d *Daemon) captureRoutes(mux *http.ServeMux) {
 	})
 }
 
-// newMirror returns a network's capture mirror: it hooks itself into br
-// while a capture runs, and only then.
-func newMirror(br *bridge.Bridge) *capture.Mirror {
+// newMirror returns a network's capture mirror: while a capture runs, and
+// only then, it is hooked into br and into the gateway gw returns (nil
+// without one), which shows the uplink's frames and NAT's translations.
+func newMirror(br *bridge.Bridge, gw func() *router.Port) *capture.Mirror {
 	var m *capture.Mirror
 	m = capture.NewMirror(&capture.MirrorConfig{OnActive: func(on bool) {
+		g := gw()
 		if on {
 			br.SetMirror(m)
-		} else {
-			br.SetMirror(nil)
+			if g != nil {
+				g.SetMirror(m)
+			}
+			return
+		}
+		br.SetMirror(nil)
+		if g != nil {
+			g.SetMirror(nil)
 		}
 	}})
 	return m
@@ -151,6 +160,11 @@ func (d *Daemon) serveCapture(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		log.Warn("capture: writing the stream header failed", zap.Error(err))
 		return
+	}
+	// The header goes out at once: a client sees the capture running
+	// as soon as its request returns.
+	if err := pw.Flush(); err == nil {
+		_ = rc.Flush()
 	}
 	ctx := r.Context()
 	var deadline <-chan time.Time

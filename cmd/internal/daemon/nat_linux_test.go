@@ -2,8 +2,11 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -11,6 +14,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
 	"github.com/switchyard-net/switchyard/internal/nstest"
@@ -184,6 +191,76 @@ func TestNATEndToEnd(t *testing.T) {
 		got, err = udpWho(t, w.c2, w.router+":5300")
 		if err != nil || got != w.ext1 {
 			t.Fatalf("UDP: outside saw %q (%v), want %s", got, err, w.ext1)
+		}
+	})
+	t.Run("capture shows both sides of the NAT", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cs, err := w.td.c.Capture(ctx, "natnet", api.CaptureRequest{Filter: "udp and port 5300", Count: 7, Duration: 15 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs.Close()
+		if got, err := udpWho(t, w.c2, w.router+":5300"); err != nil || got != w.ext1 {
+			t.Fatalf("UDP: outside saw %q (%v), want %s", got, err, w.ext1)
+		}
+		ng, err := pcapgo.NewNgReader(cs, pcapgo.DefaultNgReaderOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type rec struct {
+			port, dir, note, src, dst string
+			data                      []byte
+		}
+		var got []rec
+		for {
+			data, ci, opts, err := ng.ReadPacketDataWithOptions()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ifc, _ := ng.Interface(ci.InterfaceIndex)
+			r := rec{port: ifc.Name, dir: "in", data: data}
+			if opts.Flags != nil && opts.Flags.Direction == pcapgo.NgEpbFlagDirectionOutbound {
+				r.dir = "out"
+			}
+			if len(opts.Comments) > 0 {
+				r.note = opts.Comments[0]
+			}
+			p := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default)
+			if ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok {
+				r.src, r.dst = ip.SrcIP.String(), ip.DstIP.String()
+			}
+			got = append(got, r)
+		}
+		key := func(r rec) string { return strings.Join([]string{r.port, r.dir, r.note, r.src, r.dst}, " ") }
+		want := []string{
+			strings.Join([]string{w.c2, "in", "", w.c2IP, w.router}, " "),
+			strings.Join([]string{"gateway", "out", "", w.c2IP, w.router}, " "),
+			strings.Join([]string{"uplink:", "out", "pre-nat", w.c2IP, w.router}, " "),
+			strings.Join([]string{"uplink:", "out", "post-nat", w.ext1, w.router}, " "),
+			strings.Join([]string{"uplink:", "in", "pre-nat", w.router, w.ext1}, " "),
+			strings.Join([]string{"uplink:", "in", "post-nat", w.router, w.c2IP}, " "),
+			strings.Join([]string{w.c2, "out", "", w.router, w.c2IP}, " "),
+		}
+		var keys []string
+		at := map[string]rec{}
+		for _, r := range got {
+			keys = append(keys, key(r))
+			at[key(r)] = r
+		}
+		if strings.Join(keys, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("captured:\n%s\nwant:\n%s", strings.Join(keys, "\n"), strings.Join(want, "\n"))
+		}
+		// The pre-NAT frame is the one the bridge handed the gateway, and
+		// the post-NAT reply the one the endpoint got.
+		if !bytes.Equal(at[want[1]].data, at[want[2]].data) || !bytes.Equal(at[want[5]].data, at[want[6]].data) {
+			t.Errorf("pre-nat or post-nat frames differ from the bridge's view of them")
+		}
+		if sum, ok := cs.Summary(); !ok || sum.Captured != 7 || sum.Lost != 0 {
+			t.Errorf("summary %+v", sum)
 		}
 	})
 	t.Run("port unreachable comes back translated", func(t *testing.T) {

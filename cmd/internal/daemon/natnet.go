@@ -245,7 +245,7 @@ func (d *Daemon) startUplink(rec *netRecord, rn *runNet, gwAddrs []netip.Prefix)
 		return nil, nil, fmt.Errorf("uplink %s: %w", up.Iface, err)
 	}
 	mac, _ := net.ParseMAC(up.MAC)
-	return &router.UplinkConfig{Port: p, Name: up.Iface, MAC: frame.MAC(mac), Addrs: up.Addrs, Gateway: up.Gateway}, n, nil
+	return &router.UplinkConfig{Port: p, Name: up.Iface, PortName: uplinkPortName, MAC: frame.MAC(mac), Addrs: up.Addrs, Gateway: up.Gateway}, n, nil
 }
 
 // restoreUplink undoes what opening the uplink changed on its link.
@@ -260,7 +260,7 @@ func (d *Daemon) addUplinkPort(rn *runNet, gw *router.Port) error {
 	if u == nil {
 		return nil
 	}
-	if err := rn.br.AddPort(uplinkPortName, u, bridge.Flags{NoLearning: true}); err != nil {
+	if err := rn.br.AddPort(uplinkPortName, u, bridge.Flags{NoLearning: true, OwnMirror: true}); err != nil {
 		return err
 	}
 	rn.gw = gw

@@ -202,7 +202,7 @@ func (d *Daemon) startNetwork(rec *netRecord, strict bool) (*runNet, error) {
 		OnPortGone: func(name string, err error) { d.portGone(rn, name, err) },
 	})
 	rn.br = br
-	rn.mir = newMirror(br)
+	rn.mir = newMirror(br, func() *router.Port { return rn.gw })
 	if !rec.hasGateway() {
 		return rn, nil
 	}

@@ -38,7 +38,11 @@ type frameSpec struct {
 	sport    uint16
 	dport    uint16
 	flags    []string // tcp
+	ttl      uint8    // default defaultTTL
 }
+
+// defaultTTL is a traced frame's TTL (hop limit).
+const defaultTTL = 64
 
 const specHelp = "want `tcp SRC:PORT > DST:PORT [syn|ack|fin|rst|psh]...`, `udp SRC:PORT > DST:PORT`, `icmp SRC > DST` or `arp who-has DST [tell SRC]`"
 
@@ -149,6 +153,11 @@ func traceOn(n *netRecord, rn *runNet, req api.TraceRequest) (api.Trace, error) 
 		return api.Trace{}, err
 	}
 	snd, ok := n.senderOf(req.From)
+	fromUplink := false
+	if !ok && (req.From == uplinkPortName || req.From == "uplink") && n.Uplink != nil {
+		// A host on the uplink's segment: any MAC, sending to ours there.
+		snd, ok, fromUplink = sender{mac: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}}, true, true
+	}
 	if !ok {
 		return api.Trace{}, api.Errorf(api.CodeNotFound, "network %q has no endpoint or port %q", n.Name, req.From)
 	}
@@ -170,7 +179,7 @@ func traceOn(n *netRecord, rn *runNet, req api.TraceRequest) (api.Trace, error) 
 			return api.Trace{}, invalid("%s has no IPv4 address to send ARP from; give `tell SRC`", req.From)
 		}
 	}
-	if !slices.ContainsFunc(snd.addrs, func(p netip.Prefix) bool { return p.Addr() == sp.src }) {
+	if !fromUplink && !slices.ContainsFunc(snd.addrs, func(p netip.Prefix) bool { return p.Addr() == sp.src }) {
 		var own []string
 		for _, a := range snd.addrs {
 			own = append(own, a.Addr().String())
@@ -182,7 +191,12 @@ func traceOn(n *netRecord, rn *runNet, req api.TraceRequest) (api.Trace, error) 
 	// How the sender addresses the frame.
 	dstMAC := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 	toGateway := false
-	if sp.proto != "arp" {
+	switch {
+	case fromUplink && sp.proto == "arp":
+	case fromUplink:
+		dstMAC, _ = net.ParseMAC(n.Uplink.MAC)
+		step("resolve", "%s is reached on the uplink %s at the gateway's MAC there, %s", sp.dst, n.Uplink.Iface, dstMAC)
+	case sp.proto != "arp":
 		var onLink *ipamSubnet
 		for i := range n.Subnets {
 			if n.Subnets[i].Subnet.Contains(sp.dst) {
@@ -247,16 +261,45 @@ func traceOn(n *netRecord, rn *runNet, req api.TraceRequest) (api.Trace, error) 
 	if !ok {
 		return api.Trace{}, api.Errorf(api.CodeNotSupported, "trace works on bridge networks; %q is a macvlan network", n.Name)
 	}
-	dec, err := br.Trace(req.From, data)
+	if fromUplink {
+		gatewayTrace(&t, step, n, rn, br, sp, data, true)
+		return t, nil
+	}
+	dec, err := bridgeTrace(br, req.From, data, step)
 	if err != nil {
 		return api.Trace{}, api.Errorf(api.CodeNotFound, "network %q has no running port %q", n.Name, req.From)
 	}
+	if toGateway && dec.Drop == "" && slices.Contains(dec.Out, api.GatewayPort) && rn.gw != nil && rn.gw.Uplink() != nil {
+		step("output", "port %s", strings.Join(dec.Out, ", "))
+		gatewayTrace(&t, step, n, rn, br, sp, data, false)
+		return t, nil
+	}
+	bridgeVerdict(&t, step, dec, func() {
+		if toGateway && slices.Contains(dec.Out, api.GatewayPort) {
+			t.Verdict = "to gateway"
+			step("output", "port %s", strings.Join(dec.Out, ", "))
+			step("gateway", "%s", gatewayNote(n, sp))
+			step("verdict", "to gateway")
+		}
+	})
+	return t, nil
+}
+
+// bridgeTrace runs data through the bridge's decision from port from and
+// adds the learn, lookup and flood steps.
+func bridgeTrace(br *bridge.Bridge, from string, data []byte, step func(s, format string, args ...any)) (bridge.Decision, error) {
+	dec, err := br.Trace(from, data)
+	if err != nil {
+		return dec, err
+	}
 	switch dec.Learn {
 	case "":
+	case "off":
+		step("learn", "port %s does not learn", from)
 	case "move", "looped":
-		step("learn", "source %s on %s: %s (known on %s)", dec.SrcMAC, req.From, dec.Learn, dec.MovedFrom)
+		step("learn", "source %s on %s: %s (known on %s)", dec.SrcMAC, from, dec.Learn, dec.MovedFrom)
 	default:
-		step("learn", "source %s on %s: %s", dec.SrcMAC, req.From, dec.Learn)
+		step("learn", "source %s on %s: %s", dec.SrcMAC, from, dec.Learn)
 	}
 	switch dec.Lookup {
 	case "hit":
@@ -274,6 +317,12 @@ func traceOn(n *netRecord, rn *runNet, req api.TraceRequest) (api.Trace, error) 
 		}
 		step("flood", "%s", fs)
 	}
+	return dec, nil
+}
+
+// bridgeVerdict sets t's verdict from the bridge's decision; toGateway,
+// when it sets a verdict, takes precedence over "forwarded".
+func bridgeVerdict(t *api.Trace, step func(s, format string, args ...any), dec bridge.Decision, toGateway func()) {
 	t.Out, t.Drop = dec.Out, dec.Drop
 	switch {
 	case dec.Drop != "":
@@ -282,21 +331,69 @@ func traceOn(n *netRecord, rn *runNet, req api.TraceRequest) (api.Trace, error) 
 	case len(dec.Out) == 0:
 		t.Verdict = "nowhere"
 		step("verdict", "no other port to send to")
-	case toGateway && slices.Contains(dec.Out, api.GatewayPort):
-		t.Verdict = "to gateway"
-		step("output", "port %s", strings.Join(dec.Out, ", "))
-		step("gateway", "%s", gatewayNote(n, sp))
-		step("verdict", "to gateway")
-	case dec.Flood != "":
-		t.Verdict = "flooded"
-		step("output", "ports %s", strings.Join(dec.Out, ", "))
-		step("verdict", "flooded")
 	default:
+		if toGateway != nil {
+			if toGateway(); t.Verdict != "" {
+				return
+			}
+		}
+		if dec.Flood != "" {
+			t.Verdict = "flooded"
+			step("output", "ports %s", strings.Join(dec.Out, ", "))
+			step("verdict", "flooded")
+			return
+		}
 		t.Verdict = "forwarded"
 		step("output", "port %s", strings.Join(dec.Out, ", "))
 		step("verdict", "forwarded")
 	}
-	return t, nil
+}
+
+// gatewayTrace follows a frame through the gateway of a network with an
+// uplink (from the bridge, or fromUplink): the NAT rule it meets, what it
+// becomes, and where it goes; a frame the gateway hands back to the
+// bridge (inbound, or a hairpin) goes on through the bridge's decision.
+func gatewayTrace(t *api.Trace, step func(s, format string, args ...any), n *netRecord, rn *runNet, br *bridge.Bridge, sp *frameSpec, data []byte, fromUplink bool) {
+	x := rn.gw.Explain(data, fromUplink)
+	for _, s := range x.Steps {
+		step(s.Step, "%s", s.Detail)
+	}
+	switch x.Verdict {
+	case "dropped":
+		t.Verdict, t.Drop = "dropped", x.Drop
+		return
+	case "routed":
+		t.Verdict, t.Out = "routed", []string{x.Out}
+		step("verdict", "routed out of the uplink %s", n.Uplink.Iface)
+		return
+	case "to endpoint":
+	default:
+		t.Verdict = x.Verdict
+		step("verdict", "%s", x.Verdict)
+		return
+	}
+	// The translated frame, as the gateway hands it to the bridge.
+	tsp := *sp
+	tsp.src, tsp.dst = x.NAT.Src.Addr(), x.NAT.Dst.Addr()
+	tsp.sport, tsp.dport = x.NAT.Src.Port(), x.NAT.Dst.Port()
+	tsp.ttl = defaultTTL - 1
+	gwMAC, _ := net.ParseMAC(n.GatewayMAC)
+	out, err := buildFrame(&tsp, gwMAC, net.HardwareAddr(x.ToMAC[:]))
+	if err != nil {
+		t.Verdict, t.Drop = "dropped", "internal"
+		step("verdict", "building the translated frame: %v", err)
+		return
+	}
+	var p frame.Parsed
+	p.Decode(out)
+	step("bridge", "the gateway hands the bridge, on port %s, %s", x.Out, describeParsed(&p, len(out)))
+	dec, err := bridgeTrace(br, x.Out, out, step)
+	if err != nil {
+		t.Verdict, t.Drop = "dropped", "no-port"
+		step("verdict", "port %s is not running", x.Out)
+		return
+	}
+	bridgeVerdict(t, step, dec, nil)
 }
 
 type ipamSubnet = ipam.SubnetConfig
@@ -351,6 +448,10 @@ func buildFrame(sp *frameSpec, src, dst net.HardwareAddr) ([]byte, error) {
 			ipproto = layers.IPProtocolICMPv6
 		}
 	}
+	ttl := sp.ttl
+	if ttl == 0 {
+		ttl = defaultTTL
+	}
 	switch {
 	case sp.proto == "arp":
 		eth.EthernetType = layers.EthernetTypeARP
@@ -359,7 +460,7 @@ func buildFrame(sp *frameSpec, src, dst net.HardwareAddr) ([]byte, error) {
 			SourceHwAddress: src, SourceProtAddress: sp.src.AsSlice(), DstHwAddress: make([]byte, 6), DstProtAddress: sp.dst.AsSlice()})
 	case sp.src.Is4():
 		eth.EthernetType = layers.EthernetTypeIPv4
-		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: ipproto, SrcIP: sp.src.AsSlice(), DstIP: sp.dst.AsSlice(), Flags: layers.IPv4DontFragment}
+		ip := &layers.IPv4{Version: 4, TTL: ttl, Protocol: ipproto, SrcIP: sp.src.AsSlice(), DstIP: sp.dst.AsSlice(), Flags: layers.IPv4DontFragment}
 		nl = ip
 		ls = append(ls, ip)
 	default:
