@@ -191,11 +191,17 @@ func TestEngineMasquerade(t *testing.T) {
 		ip := ipv4(h2, farAway, layers.IPProtocolTCP, 64)
 		e.send(e.h2, eth(h2MAC, net.HardwareAddr(gwMAC[:])), ip, tcpSeg(ip, 40000, 80, true, false))
 	}
-	// The first SYN waits on ARP for the upstream router and is dropped.
+	// The first SYN waits on ARP for the upstream router, held; the
+	// reply sends it.
 	syn()
 	e.answerARP(upGW, upMAC)
+	out := e.expect(e.outside, "held SYN", func(p gopacket.Packet) bool { return tcpOf(p) != nil })
+	if ip, tcp := ipOf(out), tcpOf(out); !ip.SrcIP.Equal(ext.AsSlice()) || tcp.SrcPort != 40000 || ip.TTL != 63 ||
+		out.LinkLayer().(*layers.Ethernet).DstMAC.String() != upMAC.String() || !verified(out) {
+		t.Fatalf("held SYN: %v", out)
+	}
 	syn()
-	out := e.expect(e.outside, "masqueraded SYN", func(p gopacket.Packet) bool { return tcpOf(p) != nil })
+	out = e.expect(e.outside, "masqueraded SYN", func(p gopacket.Packet) bool { return tcpOf(p) != nil })
 	ip, tcp := ipOf(out), tcpOf(out)
 	le := out.LinkLayer().(*layers.Ethernet)
 	if !ip.SrcIP.Equal(ext.AsSlice()) || !ip.DstIP.Equal(farAway.AsSlice()) || tcp.SrcPort != 40000 || ip.TTL != 63 ||
@@ -212,7 +218,7 @@ func TestEngineMasquerade(t *testing.T) {
 		le.SrcMAC.String() != net.HardwareAddr(gwMAC[:]).String() || le.DstMAC.String() != h2MAC.String() || !verified(in) {
 		t.Fatalf("SYN-ACK at h2: %v", in)
 	}
-	if c := e.gw.Counters(); c.RoutedOut != 1 || c.RoutedIn != 1 || c.NeighMiss != 1 {
+	if c := e.gw.Counters(); c.RoutedOut != 2 || c.RoutedIn != 1 || c.NeighQueued != 1 || c.NeighMiss != 0 {
 		t.Errorf("counters %+v", c)
 	}
 	// TTL 1 from inside: time exceeded from the gateway, quoting it.

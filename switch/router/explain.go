@@ -14,7 +14,8 @@ type Explanation struct {
 	Steps []Step
 	// Verdict is one of "answered" (the gateway replies itself), "routed"
 	// (out of the uplink), "to endpoint" (through the bridge, from the
-	// uplink or hairpinned) or "dropped".
+	// uplink or hairpinned), "held" (waiting for the next hop's MAC),
+	// "ignored" (not for the gateway) or "dropped".
 	Verdict string
 	Drop    string // the reason, when dropped
 	// NAT is the NAT's explanation, when the NAT was asked.
@@ -36,6 +37,13 @@ func (x *Explanation) step(s, format string, args ...any) {
 func (x *Explanation) drop(reason, format string, args ...any) Explanation {
 	x.Verdict, x.Drop = "dropped", reason
 	x.step("verdict", "dropped (%s): "+format, append([]any{reason}, args...)...)
+	return *x
+}
+
+// held is the verdict for a packet that waits for its next hop's MAC.
+func (x *Explanation) held(format string, args ...any) Explanation {
+	x.Verdict = "held"
+	x.step("route", format+fmt.Sprintf("; the gateway asks with ARP and holds the packet until the answer (at most %d per address, %d s)", pendingPerHop, pendingTimeout), args...)
 	return *x
 }
 
@@ -93,7 +101,7 @@ func (p *Port) Explain(d []byte, fromUplink bool) Explanation {
 	if inPrefixes(p.inside, dst) {
 		mac, ok, _ := p.inNeigh.lookup(dst, now)
 		if !ok {
-			return x.drop(dropNeighMiss, "hairpin to %s, whose MAC the gateway does not know yet: it asks with ARP and drops this packet", dst)
+			return x.held("hairpin to %s, whose MAC the gateway does not know yet", dst)
 		}
 		x.Verdict, x.To, x.ToMAC, x.Out = "to endpoint", dst, mac, p.name
 		x.step("route", "hairpin: back to the endpoint %s (%s) through the bridge, TTL %d", dst, mac, ttlAfter(pr.TTL))
@@ -109,7 +117,7 @@ func (p *Port) Explain(d []byte, fromUplink bool) Explanation {
 	}
 	mac, ok, stale := u.neigh.lookup(hop, now)
 	if !ok {
-		return x.drop(dropNeighMiss, "next hop %s on %s: its MAC is not known yet; the gateway asks with ARP and drops this packet", hop, u.name)
+		return x.held("next hop %s on %s: its MAC is not known yet", hop, u.name)
 	}
 	x.Verdict, x.Out = "routed", u.port
 	via := "on-link"
@@ -180,7 +188,7 @@ func (p *Port) explainInbound(x *Explanation, pr *frame.Parsed) Explanation {
 	}
 	mac, ok, _ := p.inNeigh.lookup(dst, p.now.Load())
 	if !ok {
-		return x.drop(dropNeighMiss, "the endpoint %s's MAC is not known yet: the gateway asks with ARP and drops this packet", dst)
+		return x.held("the endpoint %s's MAC is not known yet", dst)
 	}
 	x.Verdict, x.To, x.ToMAC, x.Out = "to endpoint", dst, mac, u.port
 	x.step("route", "to the endpoint %s (%s) through the bridge, TTL %d", dst, mac, ttlAfter(pr.TTL))

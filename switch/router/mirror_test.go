@@ -97,8 +97,11 @@ func TestEngineMirror(t *testing.T) {
 	syn()
 	rec.wait(t, "seen h2 in - 198.18.0.2:40000>198.19.200.9:80",
 		"seen uplink out - arp",
-		"drop uplink out neigh-miss 198.19.0.2:40000>198.19.200.9:80")
+		"note uplink out post-nat 198.19.0.2:40000>198.19.200.9:80")
 	e.answerARP(upGW, upMAC)
+	// Held for the ARP reply, it leaves when the reply comes.
+	rec.wait(t, "seen uplink out - 198.19.0.2:40000>198.19.200.9:80")
+	e.expect(e.outside, "held SYN", func(p gopacket.Packet) bool { return tcpOf(p) != nil })
 	syn()
 	e.expect(e.outside, "masqueraded SYN", func(p gopacket.Packet) bool { return tcpOf(p) != nil })
 	rip := ipv4(farAway, ext, layers.IPProtocolTCP, 50)
@@ -125,7 +128,12 @@ func TestEngineMirror(t *testing.T) {
 	}
 	// The post-nat frame leaves on the wire with the uplink's MACs: its
 	// pre-nat twin is the frame the bridge handed the gateway.
-	post := slices.Index(got, "note uplink out post-nat 198.19.0.2:40000>198.19.200.9:80")
+	post := -1 // the last one: the first waited on ARP
+	for i, l := range got {
+		if l == "note uplink out post-nat 198.19.0.2:40000>198.19.200.9:80" {
+			post = i
+		}
+	}
 	if post < 1 || got[post-1] != "note uplink out pre-nat 198.18.0.2:40000>198.19.200.9:80" {
 		t.Errorf("post-nat at %d, not right after its pre-nat frame:\n%s", post, strings.Join(got, "\n"))
 	}
@@ -167,7 +175,7 @@ func TestEngineExplain(t *testing.T) {
 		rule       string
 		detail     string // in some step
 	}{
-		{"masquerade, next hop unknown", out(gw, "198.18.0.2", "198.19.200.9", 40000, 80, true), false, "dropped", dropNeighMiss, "masquerade", "198.19.0.2:40000 > 198.19.200.9:80"},
+		{"masquerade, next hop unknown", out(gw, "198.18.0.2", "198.19.200.9", 40000, 80, true), false, "held", "", "masquerade", "198.19.0.2:40000 > 198.19.200.9:80"},
 		{"not a SYN", out(gw, "198.18.0.2", "198.19.200.9", 40000, 80, false), false, "dropped", "nat: no-flow", "masquerade", "no flow"},
 		{"published", in("198.19.0.2", 8080, true), true, "to endpoint", "", "published", "198.19.0.77:5555 > 198.18.0.3:80"},
 		{"published on the other address", in("198.19.0.3", 8080, true), true, "answered", "", "", "a TCP reset"},

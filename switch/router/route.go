@@ -21,6 +21,9 @@ type routing struct {
 	start   time.Time
 	now     atomic.Uint32 // seconds since start, advanced by Tick
 	mirror  atomic.Pointer[mirrorBox]
+	pending pendingQueue // frames waiting for ARP
+
+	neighQueued atomic.Uint64
 
 	routedOut, routedIn, hairpin, natDrop, neighMiss, noRoute, ttl, resets, arpReq, offDrop atomic.Uint64
 }
@@ -94,6 +97,12 @@ func (p *Port) Tick(now time.Time) {
 	if d := now.Sub(p.start); d > 0 {
 		p.now.Store(uint32(d / time.Second))
 	}
+	if p.pending.n.Load() > 0 {
+		p.pending.mu.Lock()
+		p.neighMiss.Add(uint64(p.pending.expireLocked(p.now.Load())))
+		p.pending.n.Store(int32(len(p.pending.frames)))
+		p.pending.mu.Unlock()
+	}
 }
 
 // Uplink returns the bridge port that brings frames in from the uplink, or
@@ -106,6 +115,7 @@ func (p *Port) Uplink() *Uplink { return p.up }
 func (p *Port) SetNeighbour(a netip.Addr, mac frame.MAC, ok bool) {
 	if ok {
 		p.inNeigh.setStatic(a, mac)
+		p.releaseInside(a, mac)
 	} else {
 		p.inNeigh.remove(a)
 	}
@@ -125,7 +135,7 @@ func (p *Port) Neighbours() (inside, uplink []Neighbour) {
 // routingCounters fills the routing part of c.
 func (p *Port) routingCounters(c *Counters) {
 	c.RoutedOut, c.RoutedIn, c.Hairpinned = p.routedOut.Load(), p.routedIn.Load(), p.hairpin.Load()
-	c.NATDropped, c.NeighMiss, c.NoRoute = p.natDrop.Load(), p.neighMiss.Load(), p.noRoute.Load()
+	c.NATDropped, c.NeighMiss, c.NeighQueued, c.NoRoute = p.natDrop.Load(), p.neighMiss.Load(), p.neighQueued.Load(), p.noRoute.Load()
 	c.TTLExceeded, c.Resets, c.ARPRequests, c.OffloadDrops = p.ttl.Load(), p.resets.Load(), p.arpReq.Load(), p.offDrop.Load()
 }
 
@@ -142,6 +152,7 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 func (p *Port) learnInside(pr *frame.Parsed) {
 	if pr.SrcIP.Is4() && inPrefixes(p.inside, pr.SrcIP) && !pr.SrcMAC.IsMulticast() {
 		p.inNeigh.learn(pr.SrcIP, pr.SrcMAC, p.now.Load())
+		p.releaseInside(pr.SrcIP, pr.SrcMAC)
 	}
 }
 
@@ -189,12 +200,10 @@ func (p *Port) route(sc *scratch, f *port.Frame) int {
 	if inPrefixes(p.inside, pr.DstIP) {
 		// Hairpin: back to an endpoint, through the queue.
 		sc.showPre(p.name, true)
-		if p.toInside(sc, f, pr) {
+		if p.toInside(sc, f, pr, &p.hairpin) {
 			p.hairpin.Add(1)
 			sc.mir.note(p.name, true, NotePostNAT, f.Data, f.VNet)
 			p.queue(*f)
-		} else {
-			sc.mir.drop(p.name, true, dropNeighMiss, f.Data)
 		}
 		return 0
 	}
@@ -206,11 +215,11 @@ func (p *Port) route(sc *scratch, f *port.Frame) int {
 }
 
 // toInside addresses f to the endpoint with pr.DstIP from the gateway,
-// or asks for its MAC and reports false.
-func (p *Port) toInside(sc *scratch, f *port.Frame, pr *frame.Parsed) bool {
+// or asks for its MAC, holds f until the answer and reports false.
+func (p *Port) toInside(sc *scratch, f *port.Frame, pr *frame.Parsed, routed *atomic.Uint64) bool {
 	mac, ok, _ := p.inNeigh.lookup(pr.DstIP, p.now.Load())
 	if !ok {
-		p.neighMiss.Add(1)
+		p.holdFor(pr.DstIP, false, f, routed)
 		if p.inNeigh.shouldAsk(pr.DstIP, p.now.Load()) {
 			src := p.gatewayIP(pr.DstIP)
 			n := arpRequest(sc.reply[:], p.mac, src, pr.DstIP)
@@ -254,6 +263,13 @@ func (p *Port) toUplink(sc *scratch, f *port.Frame, dst netip.Addr) bool {
 		}
 		hop = u.gw
 	}
+	if !u.offloads && !f.VNet.IsZero() {
+		if f.VNet.GSO() || !frame.FinishChecksum(f.Data, &f.VNet) {
+			p.offDrop.Add(1)
+			sc.mir.drop(u.port, true, dropOffload, f.Data)
+			return false
+		}
+	}
 	now := p.now.Load()
 	mac, ok, stale := u.neigh.lookup(hop, now)
 	if (!ok || stale) && u.neigh.shouldAsk(hop, now) {
@@ -265,16 +281,9 @@ func (p *Port) toUplink(sc *scratch, f *port.Frame, dst netip.Addr) bool {
 		}
 	}
 	if !ok {
-		p.neighMiss.Add(1)
-		sc.mir.drop(u.port, true, dropNeighMiss, f.Data)
+		sc.mir.note(u.port, true, NotePostNAT, f.Data, f.VNet)
+		p.holdFor(hop, true, f, &p.routedOut)
 		return false
-	}
-	if !u.offloads && !f.VNet.IsZero() {
-		if f.VNet.GSO() || !frame.FinishChecksum(f.Data, &f.VNet) {
-			p.offDrop.Add(1)
-			sc.mir.drop(u.port, true, dropOffload, f.Data)
-			return false
-		}
 	}
 	eth := frame.Ethernet(f.Data)
 	eth.SetDst(mac)
@@ -412,6 +421,7 @@ func (u *Uplink) inbound(f *port.Frame) bool {
 	}
 	if inPrefixes(u.onlink, pr.SrcIP) {
 		u.neigh.learn(pr.SrcIP, pr.SrcMAC, now)
+		r.releaseUplink(pr.SrcIP, pr.SrcMAC)
 	}
 	echo := pr.Proto == frame.ProtoICMPv4 && pr.ICMPType == frame.ICMPv4EchoRequest
 	if pr.TTL <= 1 && !echo {
@@ -441,8 +451,8 @@ func (u *Uplink) inbound(f *port.Frame) bool {
 	if ip.TTL() > 1 {
 		ip.DecTTL()
 	}
-	if !r.toInside(sc, f, pr) {
-		sc.mir.drop(u.port, false, dropNeighMiss, d)
+	if !r.toInside(sc, f, pr, &r.routedIn) {
+		sc.mir.note(u.port, false, NotePostNAT, d, f.VNet)
 		return false
 	}
 	sc.mir.note(u.port, false, NotePostNAT, d, f.VNet)
@@ -493,6 +503,7 @@ func (u *Uplink) arp(pr *frame.Parsed, d []byte) {
 	}
 	if inPrefixes(u.onlink, pr.SrcIP) && !pr.ARPSenderMAC.IsMulticast() && !pr.ARPSenderMAC.IsZero() {
 		u.neigh.learn(pr.SrcIP, pr.ARPSenderMAC, r.now.Load())
+		r.releaseUplink(pr.SrcIP, pr.ARPSenderMAC)
 	}
 	if pr.ARPOp != 1 {
 		return

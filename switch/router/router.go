@@ -73,7 +73,8 @@ type Counters struct {
 	RoutedIn     uint64 `json:"routed_in,omitempty"`     // uplink to endpoints
 	Hairpinned   uint64 `json:"hairpinned,omitempty"`    // endpoint to endpoint through the NAT
 	NATDropped   uint64 `json:"nat_dropped,omitempty"`   // dropped by the NAT (see its stats)
-	NeighMiss    uint64 `json:"neigh_miss,omitempty"`    // dropped while the next hop's MAC was being resolved
+	NeighQueued  uint64 `json:"neigh_queued,omitempty"`  // held while the next hop's MAC was being resolved, sent when it came
+	NeighMiss    uint64 `json:"neigh_miss,omitempty"`    // dropped: the next hop's MAC did not come in time, or too many waited
 	NoRoute      uint64 `json:"no_route,omitempty"`      // off-link destination and no uplink gateway
 	TTLExceeded  uint64 `json:"ttl_exceeded,omitempty"`  // TTL ran out: ICMP time exceeded sent
 	Resets       uint64 `json:"resets,omitempty"`        // TCP resets and port unreachables for unpublished ports
