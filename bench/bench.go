@@ -52,7 +52,7 @@ func isNATPeer(peer string) bool { return peer == PeerNATKernel || peer == PeerN
 
 // quickNATTests are the tests the NAT peers run in a quick run: the
 // others run on the L2 peers only, to keep it under a minute.
-var quickNATTests = []string{TestTCP, TestConn}
+var quickNATTests = []string{TestTCP, TestConn, TestConnOut}
 
 // Ports the tests use (the NAT peers publish them, see publishedPorts).
 const (

@@ -306,7 +306,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 				line += "; offloads " + pi.Offloads
 			}
 			if pi.CPU != "" {
-				line += "; CPU s/Mpkt counts " + pi.CPU
+				line += "; CPU figures (s/Mpkt, ms/kconn) count " + pi.CPU
 			}
 			notes = append(notes, line)
 		}

@@ -138,7 +138,7 @@ func TestWriteTable(t *testing.T) {
 		"switchyard/kernel  10.77",
 		"note: ovs: skipped: ovs-vswitchd is not installed",
 		"note: switchyard: runs ended early: crashed during the tcp test",
-		"note: kernel: the kernel bridge; MTU 1500; offloads tso on; CPU s/Mpkt counts softirq",
+		"note: kernel: the kernel bridge; MTU 1500; offloads tso on; CPU figures (s/Mpkt, ms/kconn) count softirq",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
