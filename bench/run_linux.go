@@ -69,6 +69,14 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 		rep.Notes = append(rep.Notes, "tcp: iperf3 is not installed (or not chosen): the built-in bulk sender measured TCP, "+
 			"its figures are not comparable to iperf3's")
 	}
+	if slices.ContainsFunc(r.peers, isNATPeer) {
+		rep.Notes = append(rep.Notes, "NAT peers: A outside, B behind a gateway in S that publishes B's ports on its outside "+
+			"address (DNAT) and masquerades the inside; A reaches B at that address. Their topology is routed and translated, "+
+			"so they are compared with each other (nat-switchyard/nat-kernel), not with the kernel bridge")
+		if r.quick && !r.testsGiven {
+			rep.Notes = append(rep.Notes, "quick: the NAT peers ran only "+strings.Join(quickNATTests, ", "))
+		}
+	}
 	b := &bencher{r: r}
 	var peers []peer
 	for _, name := range r.peers {
