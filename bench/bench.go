@@ -103,13 +103,16 @@ func NFTInstalled() error {
 	return err
 }
 
+// nftDirs are where nftPath looks for nft after PATH.
+var nftDirs = []string{"/usr/sbin", "/sbin", "/usr/local/sbin"}
+
 // nftPath finds nft in PATH or in the sbin directories a non-root PATH
 // may lack.
 func nftPath() (string, error) {
 	if p, err := exec.LookPath("nft"); err == nil {
 		return p, nil
 	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+	for _, dir := range nftDirs {
 		p := filepath.Join(dir, "nft")
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
 			return p, nil

@@ -162,3 +162,20 @@ func TestPoolAddrs(t *testing.T) {
 		t.Errorf("A's and B's pools overlap on the L2 topology")
 	}
 }
+
+// TestNFTMissing: without nft the nat-kernel peer says what to install
+// (Run then skips it with that note); switchyard's NAT needs nothing.
+func TestNFTMissing(t *testing.T) {
+	empty := t.TempDir()
+	t.Setenv("PATH", empty)
+	old := nftDirs
+	nftDirs = []string{empty}
+	t.Cleanup(func() { nftDirs = old })
+	err := newPeer(PeerNATKernel).missing()
+	if err == nil || !strings.Contains(err.Error(), "apt-get install nftables") {
+		t.Errorf("nat-kernel missing() = %v, want a note to install nftables", err)
+	}
+	if err := newPeer(PeerNATSwitchyard).missing(); err != nil {
+		t.Errorf("nat-switchyard missing() = %v", err)
+	}
+}
