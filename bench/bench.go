@@ -21,6 +21,13 @@ const (
 	TestNDR64   = "ndr64"   // highest offered rate with loss under LossThreshold (RFC 2544-style search)
 	TestNDR1518 = "ndr1518" // the same with 1518-byte frames
 	TestRR      = "rr"      // UDP request/response latency, one in flight
+	// TestConn is new TCP connections per second from A to B: short
+	// HTTP/1.0 requests, connConcurrency in flight, A's source address
+	// rotating over a pool, so that each is a fresh flow in a NAT's table.
+	TestConn = "conn"
+	// TestConnOut is the same from B to a server in A: through a NAT
+	// peer, the masquerade direction.
+	TestConnOut = "conn-out"
 )
 
 // testAliases are older test names still accepted.
@@ -33,6 +40,35 @@ const (
 	PeerSwitchyardTap = "switchyard-tap" // switchyard's bridge with TAP endpoints
 	PeerOVS           = "ovs"            // Open vSwitch's userspace datapath, AF_PACKET (system) ports
 	PeerOVSAFXDP      = "ovs-afxdp"      // Open vSwitch's userspace datapath, AF_XDP ports
+	// The NAT pair: A outside, the other endpoints behind a gateway in S
+	// that masquerades them and publishes their ports on its outside
+	// address. They are compared with each other, not with the bridges.
+	PeerNATKernel     = "nat-kernel"     // the kernel: bridge, ip_forward, nftables DNAT and masquerade
+	PeerNATSwitchyard = "nat-switchyard" // switchyard's bridge, gateway and NAT, uplink over an AF_PACKET ring
+)
+
+// isNATPeer reports whether peer is one of the NAT pair.
+func isNATPeer(peer string) bool { return peer == PeerNATKernel || peer == PeerNATSwitchyard }
+
+// quickNATTests are the tests the NAT peers run in a quick run: the
+// others run on the L2 peers only, to keep it under a minute.
+var quickNATTests = []string{TestTCP, TestConn, TestConnOut}
+
+// Ports the tests use (the NAT peers publish them, see publishedPorts).
+const (
+	iperfPort = 5201
+	tcpPort   = 5202
+	rrPort    = 7777
+	genSrc    = 9999
+	genDst    = 9 // discard: nothing reads it in B (see sinks)
+	echoPort  = 7
+	httpPort  = 8080 // the conn tests' HTTP server
+)
+
+// The conn tests: connections in flight, and the most one run makes.
+const (
+	connConcurrency = 8
+	connMaxCount    = 1_000_000
 )
 
 // LossThreshold is the loss the ndr tests accept: a trial passes when less
@@ -44,18 +80,45 @@ const LossThreshold = 0.001
 // bridge and both switchyard peers, and the Open vSwitch peers when
 // OVSInstalled.
 var (
-	AllTests     = []string{TestTCP, TestTCP4, TestPPS64, TestPPS1518, TestNDR64, TestNDR1518, TestRR}
-	AllPeers     = []string{PeerKernel, PeerSwitchyard, PeerSwitchyardTap, PeerOVS, PeerOVSAFXDP}
+	AllTests     = []string{TestTCP, TestTCP4, TestPPS64, TestPPS1518, TestNDR64, TestNDR1518, TestRR, TestConn, TestConnOut}
+	AllPeers     = []string{PeerKernel, PeerSwitchyard, PeerSwitchyardTap, PeerOVS, PeerOVSAFXDP, PeerNATKernel, PeerNATSwitchyard}
 	DefaultPeers = defaultPeers()
 )
 
-// defaultPeers is every peer whose programs are installed.
+// defaultPeers is every peer whose programs are installed, and
+// switchyard's NAT (whose kernel counterpart is skipped with a note when
+// nft is missing, so that the report says why it has no ratio).
 func defaultPeers() []string {
 	peers := []string{PeerKernel, PeerSwitchyard, PeerSwitchyardTap}
 	if OVSInstalled() == nil {
 		peers = append(peers, PeerOVS, PeerOVSAFXDP)
 	}
-	return peers
+	return append(peers, PeerNATKernel, PeerNATSwitchyard)
+}
+
+// NFTInstalled reports, as a nil error, whether nft, which the nat-kernel
+// peer needs, is installed; otherwise the error says what to install.
+func NFTInstalled() error {
+	_, err := nftPath()
+	return err
+}
+
+// nftDirs are where nftPath looks for nft after PATH.
+var nftDirs = []string{"/usr/sbin", "/sbin", "/usr/local/sbin"}
+
+// nftPath finds nft in PATH or in the sbin directories a non-root PATH
+// may lack.
+func nftPath() (string, error) {
+	if p, err := exec.LookPath("nft"); err == nil {
+		return p, nil
+	}
+	for _, dir := range nftDirs {
+		p := filepath.Join(dir, "nft")
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", errors.New("nft is not installed (apt-get install nftables)")
 }
 
 // ovsTools are the Open vSwitch programs the ovs peers run.
@@ -107,7 +170,7 @@ func ovsSchema() (string, error) {
 }
 
 // WorkerNames are the workers Worker runs.
-var WorkerNames = []string{"switch", "gen", "udp-server", "udp-client", "tcp-sink", "tcp-send"}
+var WorkerNames = []string{"switch", "nat", "gen", "udp-server", "udp-client", "tcp-sink", "tcp-send", "http-server", "conn-client"}
 
 // Defaults.
 const (
@@ -214,6 +277,7 @@ type resolved struct {
 	reps, trials, eps     int
 	quick                 bool
 	tests, peers          []string
+	testsGiven            bool // Config.Tests was set: every peer runs them all
 	tcpTool               string
 	tpacket               string
 	busyPoll              time.Duration
@@ -296,6 +360,7 @@ func (c *Config) resolve(numCPU int) (resolved, error) {
 	if r.tests, err = pick("test", cfg.Tests, AllTests, AllTests, testAliases); err != nil {
 		return r, err
 	}
+	r.testsGiven = len(cfg.Tests) > 0
 	if r.peers, err = pick("peer", cfg.Peers, DefaultPeers, AllPeers, nil); err != nil {
 		return r, err
 	}
@@ -334,6 +399,21 @@ func (c *Config) resolve(numCPU int) (resolved, error) {
 		r.progress = func(Progress) {}
 	}
 	return r, nil
+}
+
+// testsFor are the tests peer runs: all of them, but in a quick run
+// whose tests were not chosen, the NAT peers run only quickNATTests.
+func (r resolved) testsFor(peer string) []string {
+	if !r.quick || r.testsGiven || !isNATPeer(peer) {
+		return r.tests
+	}
+	var out []string
+	for _, t := range r.tests {
+		if slices.Contains(quickNATTests, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // pick validates a list of names against known (after aliases), removing

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,10 +108,12 @@ func (w *ovsWatch) check(t *testing.T) {
 }
 
 // TestQuick runs what `switchyard bench --quick` runs: every test against
-// every default peer (the kernel bridge, both switchyard peers and, when
-// installed, both Open vSwitch peers), and checks that every peer has a
-// positive headline figure for every test, the ratios are there, and
-// nothing is left behind.
+// every default L2 peer (the kernel bridge, both switchyard peers and, when
+// installed, both Open vSwitch peers) and quickNATTests against the NAT
+// pair (nat-kernel skipped with a note when nft is missing), and checks
+// that every peer has a positive headline figure for every test it ran,
+// the ratios are there, each against its own kind, and nothing is left
+// behind.
 func TestQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the harness's quick run in -short mode")
@@ -142,6 +145,12 @@ func TestQuick(t *testing.T) {
 			continue
 		}
 		for _, test := range rep.Tests {
+			if isNATPeer(peer) && !slices.Contains(quickNATTests, test) {
+				if rep.ran(test, peer) {
+					t.Errorf("%s ran %s in a quick run: want only %v", peer, test, quickNATTests)
+				}
+				continue
+			}
 			if test == TestNDR64 || test == TestNDR1518 {
 				// On a busy machine no trial of a short search may
 				// pass: 0 is a result. Check the search ran.
@@ -171,6 +180,19 @@ func TestQuick(t *testing.T) {
 	for _, p := range []string{PeerSwitchyard, PeerSwitchyardTap} {
 		if _, ok := rep.Ratio(TestPPS64, MetricRxPPS, p, PeerKernel); !ok {
 			t.Errorf("no %s/kernel ratio for pps64", p)
+		}
+	}
+	if _, ok := rep.Skipped[PeerNATSwitchyard]; ok {
+		t.Errorf("nat-switchyard skipped: %s", rep.Skipped[PeerNATSwitchyard])
+	}
+	if why, ok := rep.Skipped[PeerNATKernel]; ok {
+		t.Logf("nat-kernel skipped (%s): no NAT ratio to check", why)
+	} else if _, ok := rep.Ratio(TestConn, MetricConnPS, PeerNATSwitchyard, PeerNATKernel); !ok {
+		t.Errorf("no nat-switchyard/nat-kernel ratio for conn")
+	}
+	for _, x := range rep.Ratios {
+		if isNATPeer(x.Of) != isNATPeer(x.To) {
+			t.Errorf("ratio %s/%s mixes a NAT peer with an L2 one", x.Of, x.To)
 		}
 	}
 	for _, s := range rep.Samples {
@@ -478,6 +500,79 @@ func TestInterruptedOVS(t *testing.T) {
 	}
 	ovs.mu.Unlock()
 	ovs.check(t)
+	if after := children(t); after > before {
+		t.Errorf("%d child processes left running (had %d before)", after, before)
+	}
+}
+
+// TestNAT runs the conn tests and a request/response through both NAT
+// peers: connections complete, none fails, the server behind DNAT sees
+// every address of A's rotating pool (the source is kept), the server
+// behind masquerade sees one address (the gateway's), and the NAT pair
+// is compared with each other.
+func TestNAT(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping a harness run in -short mode")
+	}
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	before := children(t)
+	rep, err := Run(context.Background(), &Config{Quick: true, Peers: []string{PeerNATKernel, PeerNATSwitchyard},
+		Tests: []string{TestConn, TestConnOut, TestRR}, Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var sb strings.Builder
+	rep.WriteTable(&sb)
+	t.Log("\n" + sb.String())
+	if why, ok := rep.Skipped[PeerNATKernel]; ok {
+		t.Logf("nat-kernel skipped: %s", why)
+	}
+	measured := 0
+	for _, s := range rep.Samples {
+		measured++
+		if s.Error != "" {
+			t.Errorf("%s %s: %s", s.Peer, s.Test, s.Error)
+			continue
+		}
+		if s.Test == TestRR {
+			if s.RR == nil || s.RR.Count == 0 {
+				t.Errorf("%s rr: no round trip: %+v", s.Peer, s.RR)
+			}
+			continue
+		}
+		c := s.Conn
+		if c == nil || c.Conns == 0 || c.PerSec <= 0 {
+			t.Errorf("%s %s: no connections: %+v", s.Peer, s.Test, c)
+			continue
+		}
+		if c.Failed != 0 {
+			t.Errorf("%s %s: %d of %d connections failed, first: %s", s.Peer, s.Test, c.Failed, c.Conns+c.Failed, c.FirstError)
+		}
+		if c.ServerRequests < c.Conns {
+			t.Errorf("%s %s: server answered %d requests, client completed %d", s.Peer, s.Test, c.ServerRequests, c.Conns)
+		}
+		switch s.Test {
+		case TestConn:
+			if c.Conns >= connPoolSize && (c.ServerSourcesInPool != connPoolSize || c.ServerSources != connPoolSize) {
+				t.Errorf("%s conn: the server saw %d sources, %d of them in A's pool %s; want all %d: DNAT keeps the source",
+					s.Peer, c.ServerSources, c.ServerSourcesInPool, c.Pool, connPoolSize)
+			}
+		case TestConnOut:
+			if c.ServerSources != 1 || c.ServerSourcesInPool != 0 {
+				t.Errorf("%s conn-out: the server saw %d sources, %d in B's pool; want one, the gateway's: masquerade",
+					s.Peer, c.ServerSources, c.ServerSourcesInPool)
+			}
+		}
+	}
+	if measured == 0 {
+		t.Fatal("no samples")
+	}
+	if _, skipped := rep.Skipped[PeerNATKernel]; !skipped {
+		if _, ok := rep.Ratio(TestConn, MetricConnPS, PeerNATSwitchyard, PeerNATKernel); !ok {
+			t.Errorf("no nat-switchyard/nat-kernel ratio for conn: %+v", rep.Ratios)
+		}
+	}
 	if after := children(t); after > before {
 		t.Errorf("%d child processes left running (had %d before)", after, before)
 	}

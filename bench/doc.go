@@ -2,7 +2,9 @@
 // measures, in one run, several implementations (peers) forwarding between
 // network namespaces: the kernel bridge, switchyard's learning bridge over
 // AF_PACKET rings and with TAP endpoints, and Open vSwitch's userspace
-// datapath over AF_PACKET and AF_XDP where installed.
+// datapath over AF_PACKET and AF_XDP where installed; and, on a routed
+// topology of their own, a NAT pair: the kernel's nftables DNAT and
+// masquerade against switchyard's gateway and NAT.
 //
 // # Topologies and peers
 //
@@ -16,13 +18,26 @@
 // tests see nothing else, so a routed or translating peer (NAT) plugs in
 // by giving other targets.
 //
+// # The NAT pair
+//
+// The nat-kernel and nat-switchyard peers (nat_linux.go) put A outside, on
+// a segment of its own to S, and the other endpoints inside, behind a
+// gateway in S that publishes their ports on S's outside addresses and
+// masquerades them: the kernel with a bridge, ip_forward and nftables, or
+// switchyard's bridge, gateway and NAT in the nat worker. Their targets
+// are the published addresses, so every test runs through the
+// translation. They are compared with each other, not with the bridges.
+//
 // # Tests
 //
 // TCP throughput on one and four streams (iperf3, or the built-in bulk
 // sender); 64- and 1518-byte frames at the receivers from a generator in A
 // at full speed, with CPU seconds per million frames; an RFC 2544-style
 // binary search for the highest offered rate with loss under
-// LossThreshold; UDP request/response latency with one in flight. Endpoint
+// LossThreshold; UDP request/response latency with one in flight; new
+// connections per second (short HTTP/1.0 connections, eight in flight,
+// the client's source rotating over a pool of addresses), from A to B and
+// from B to A (through a NAT peer: DNAT, and masquerade). Endpoint
 // tools are pinned to CPU 0 and the switch process to CPU 1.
 //
 // # Fairness
@@ -55,13 +70,14 @@
 // switch CPU, and turns the endpoints' offloads off (ethtool -K eth0 tx off
 // tso off gso off) since AF_XDP carries no offload metadata.
 //
-// The generator, the UDP echo pair, the TCP bulk pair and the switch run as
+// The generator, the UDP echo pair, the TCP bulk pair, the HTTP server and
+// connection client, and the switch and NAT run as
 // child processes of the same binary (the hidden `bench-worker`
 // subcommand, see Worker), so that each can be pinned to its CPU.
 //
 // Running it needs root, iproute2 and taskset:
 //
-//	switchyard bench [--quick] [--reps 3] [--duration 5s] [--tests tcp,pps64,ndr64,rr,...]
+//	switchyard bench [--quick] [--reps 3] [--duration 5s] [--tests tcp,pps64,ndr64,rr,conn,...]
 //	        [--peers kernel,switchyard,...] [--endpoints 2] [--json FILE] [--plot FILE.svg]
 //
 // or, from the source tree, through the package's tests, which stand in for

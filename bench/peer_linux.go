@@ -18,13 +18,14 @@ import (
 // endpoints are and how A reaches the others (targets), the processes that
 // are the switch, and how to read its CPU time.
 //
-// A peer that is not a plain L2 switch fits the same mould. A NAT pair
-// (switchyard's NAT against nftables DNAT and masquerade) would build a
-// topology with A inside and B outside, start the translator in S, and
-// give B a target whose Dst is the published address on S's uplink and
-// whose DstMAC is the gateway's: the generator, TCP and request/response
-// tests then run unchanged through the translation, and a connection-rate
-// test reads the same targets.
+// A peer that is not a plain L2 switch fits the same mould. The NAT pair
+// (nat_linux.go: switchyard's NAT against nftables DNAT and masquerade)
+// builds a topology with A outside and the others inside, starts the
+// translator in S, and gives each inside endpoint a target whose Dst is
+// its published address on S's outside segment and whose DstMAC is the
+// gateway's there: the generator, TCP and request/response tests run
+// unchanged through the translation, and the conn tests read the same
+// targets.
 type peer interface {
 	name() string
 	// missing reports, as a non-nil error naming what to install, a
@@ -61,6 +62,9 @@ type instance struct {
 	stop func() error
 	// ports, when set, returns the switch's per-port counters after stop.
 	ports func() json.RawMessage
+	// pools are the conn tests' source pools put on endpoints so far
+	// (see addPool).
+	pools map[string]bool
 }
 
 // client is A, the endpoint every test sends from.
@@ -114,6 +118,10 @@ func newPeer(name string) peer {
 		return ovsPeerKind{afxdp: false}
 	case PeerOVSAFXDP:
 		return ovsPeerKind{afxdp: true}
+	case PeerNATKernel:
+		return natKernelPeer{}
+	case PeerNATSwitchyard:
+		return natSwitchyardPeer{}
 	}
 	return nil
 }
@@ -140,7 +148,7 @@ func (kernelPeer) missing() error { return nil }
 
 func (kernelPeer) up(ctx context.Context, b *bencher) (*instance, error) {
 	return withTopology(b, "kern", true, func(in *instance) error {
-		if err := in.topo.kernelBridgeUp(); err != nil {
+		if err := in.topo.kernelBridgeUp(in.topo.hostPorts()); err != nil {
 			return err
 		}
 		in.cpu = softirqSeconds

@@ -26,11 +26,14 @@ var plotTitles = map[string]string{
 	TestNDR64:   "64-byte frames, loss < 0.1%",
 	TestNDR1518: "1518-byte frames, loss < 0.1%",
 	TestRR:      "UDP round trip p50 (lower is better)",
+	TestConn:    "New TCP connections, A to B (NAT: DNAT)",
+	TestConnOut: "New TCP connections, B to A (NAT: masquerade)",
 }
 
 // plotUnits label the y axes of the headline metrics.
 var plotUnits = map[string]string{
 	MetricGbps: "Gbit/s", MetricRxPPS: "kpps at B", MetricNDRPPS: "kpps", MetricP50: "microseconds",
+	MetricConnPS: "connections/s",
 }
 
 // WritePlot draws the report to a file, SVG or PNG by its extension: one
@@ -113,6 +116,9 @@ func (r *Report) panel(test string) (*plot.Plot, error) {
 	}
 	p := plot.New()
 	p.Title.Text = plotTitles[test]
+	if cmp := r.plotRatios(test, m.Name); cmp != "" {
+		p.Title.Text += "\n" + cmp
+	}
 	p.Y.Label.Text = plotUnits[m.Name]
 	p.Y.Min = 0
 	var names []string
@@ -181,6 +187,25 @@ func (r *Report) panel(test string) (*plot.Plot, error) {
 	p.X.Tick.Label.XAlign = draw.XRight
 	p.X.Tick.Label.YAlign = draw.YCenter
 	return p, nil
+}
+
+// plotRatios says, under a panel's title, what each bar is compared with
+// when the NAT pair shares the chart with the L2 peers: the median ratios
+// to the kernel bridge and, for the NAT pair, to the kernel's NAT.
+func (r *Report) plotRatios(test, metric string) string {
+	var parts []string
+	for _, x := range r.Ratios {
+		if x.Test == test && x.Metric == metric && (x.To == PeerKernel || x.To == PeerNATKernel) {
+			parts = append(parts, fmt.Sprintf("%s/%s %.2f", x.Of, x.To, x.Median))
+		}
+	}
+	var lines []string
+	for len(parts) > 0 {
+		n := min(3, len(parts))
+		lines = append(lines, strings.Join(parts[:n], ", "))
+		parts = parts[n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // spreadBar is one whisker from a spread's minimum to its maximum.

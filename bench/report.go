@@ -88,6 +88,7 @@ type Sample struct {
 	PPS     *PPSResult         `json:"pps,omitempty"`
 	NDR     *NDRResult         `json:"ndr,omitempty"`
 	RR      *RRResult          `json:"rr,omitempty"`
+	Conn    *ConnResult        `json:"conn,omitempty"`
 	Error   string             `json:"error,omitempty"`
 	// SwitchPorts is the switchyard worker's per-port counters at exit,
 	// on the last sample of a peer's rep.
@@ -102,6 +103,40 @@ type TCPResult struct {
 	SenderGbps  float64 `json:"sender_gbps"` // as the sender counted it
 	Retransmits int64   `json:"retransmits"`
 	Seconds     float64 `json:"seconds"`
+}
+
+// ConnResult is one run of a conn test: short HTTP/1.0 connections
+// (connect, GET, read the whole response, close), Concurrency in flight,
+// each from the next address of the client's source pool.
+type ConnResult struct {
+	// From and To are the client's and the server's endpoint ("A", "B").
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Pool is the client's source pool; Server the address it dialled.
+	Pool        string `json:"source_pool"`
+	Server      string `json:"server"`
+	Concurrency int    `json:"concurrency"`
+	// Conns completed (the whole response read); Failed did not (refused,
+	// timed out, reset, a short response). FirstError is one of the
+	// failures.
+	Conns      uint64  `json:"conns"`
+	Failed     uint64  `json:"failed"`
+	FirstError string  `json:"first_error,omitempty"`
+	Seconds    float64 `json:"seconds"`
+	PerSec     float64 `json:"conn_per_s"`
+	// P50 and P99 are the time of one whole connection, in microseconds.
+	P50 float64 `json:"p50_us"`
+	P99 float64 `json:"p99_us"`
+	// CPUSeconds is the switch's CPU time over the run (see
+	// PeerInfo.CPU).
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// ServerRequests is what the server answered; ServerSources the
+	// distinct client addresses it saw, and ServerSourcesInPool how many
+	// of those are in Pool: through DNAT, all of the pool (the source is
+	// kept); through masquerade, none (the gateway's address).
+	ServerRequests      uint64 `json:"server_requests"`
+	ServerSources       int    `json:"server_sources"`
+	ServerSourcesInPool int    `json:"server_sources_in_pool"`
 }
 
 // PPSResult is one run of the frame generator at full speed.
@@ -234,6 +269,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 				any = true
 				cols = append(cols, formatSpread(sp, m))
 			}
+			if !any && !r.ran(test, peer) {
+				continue // not planned for this peer (a quick run's NAT peers)
+			}
 			if !any {
 				cols = []string{"  " + peer, "error (see notes)"}
 				errNotes = append(errNotes, fmt.Sprintf("%s: %s: %s", peer, test, r.sampleError(test, peer)))
@@ -268,7 +306,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 				line += "; offloads " + pi.Offloads
 			}
 			if pi.CPU != "" {
-				line += "; CPU s/Mpkt counts " + pi.CPU
+				line += "; CPU figures (s/Mpkt, ms/kconn) count " + pi.CPU
 			}
 			notes = append(notes, line)
 		}
@@ -291,6 +329,17 @@ func (r *Report) tcpToolUsed() string {
 		}
 	}
 	return r.Settings.TCPTool
+}
+
+// ran reports whether peer has a sample of test: one for each planned,
+// with an error when it failed.
+func (r *Report) ran(test, peer string) bool {
+	for _, s := range r.Samples {
+		if s.Test == test && s.Peer == peer {
+			return true
+		}
+	}
+	return false
 }
 
 // sampleError is the first error of peer's samples of test, or why the

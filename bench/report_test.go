@@ -38,6 +38,15 @@ func TestRatioPairs(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ratioPairs (-want +got):\n%s", diff)
 	}
+	// The NAT peers are compared with each other, never with the bridge.
+	got = ratioPairs([]string{PeerKernel, PeerSwitchyard, PeerNATKernel, PeerNATSwitchyard})
+	want = [][2]string{{PeerSwitchyard, PeerKernel}, {PeerNATSwitchyard, PeerNATKernel}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ratioPairs with the NAT pair (-want +got):\n%s", diff)
+	}
+	if got := ratioPairs([]string{PeerKernel, PeerNATSwitchyard}); len(got) != 0 {
+		t.Errorf("ratioPairs of the kernel bridge and one NAT peer = %v, want none", got)
+	}
 	if got := ratioPairs([]string{PeerSwitchyard}); len(got) != 0 {
 		t.Errorf("ratioPairs of one peer = %v", got)
 	}
@@ -129,7 +138,7 @@ func TestWriteTable(t *testing.T) {
 		"switchyard/kernel  10.77",
 		"note: ovs: skipped: ovs-vswitchd is not installed",
 		"note: switchyard: runs ended early: crashed during the tcp test",
-		"note: kernel: the kernel bridge; MTU 1500; offloads tso on; CPU s/Mpkt counts softirq",
+		"note: kernel: the kernel bridge; MTU 1500; offloads tso on; CPU figures (s/Mpkt, ms/kconn) count softirq",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
@@ -323,7 +332,58 @@ func TestDefaultPeers(t *testing.T) {
 	} else {
 		t.Logf("Open vSwitch not installed, so not a default peer: %v", err)
 	}
+	want = append(want, PeerNATKernel, PeerNATSwitchyard)
 	if diff := cmp.Diff(want, DefaultPeers); diff != "" {
 		t.Errorf("DefaultPeers (-want +got):\n%s", diff)
+	}
+}
+
+// TestTableSkipsUnplanned: a quick run's NAT peers run only some tests;
+// the others' tables have no row for them, not an error row.
+func TestTableSkipsUnplanned(t *testing.T) {
+	rep := &Report{
+		Tests: []string{TestTCP, TestPPS64}, Peers: []string{PeerKernel, PeerNATKernel, PeerNATSwitchyard},
+		Samples: []Sample{
+			sample(0, PeerKernel, TestTCP, MetricGbps, 10),
+			sample(0, PeerKernel, TestPPS64, MetricRxPPS, 1e6),
+			sample(0, PeerNATKernel, TestTCP, MetricGbps, 8),
+			sample(0, PeerNATSwitchyard, TestTCP, MetricGbps, 6),
+		},
+		Settings: Settings{Reps: 1},
+	}
+	rep.Summarize()
+	var sb strings.Builder
+	if err := rep.WriteTable(&sb); err != nil {
+		t.Fatal(err)
+	}
+	out := sb.String()
+	_, pps, _ := strings.Cut(out, TestTitles[TestPPS64])
+	if strings.Contains(out, "error (see notes)") || strings.Contains(pps, PeerNATKernel) {
+		t.Errorf("unplanned tests got rows:\n%s", out)
+	}
+	if !strings.Contains(out, "nat-switchyard/nat-kernel  0.75") || strings.Contains(out, "nat-kernel/kernel") ||
+		strings.Contains(out, "nat-switchyard/kernel") {
+		t.Errorf("want the NAT pair's ratio, and no NAT peer against the kernel bridge:\n%s", out)
+	}
+}
+
+// TestPlotRatios: a panel's subtitle gives each ratio against its own
+// baseline, the NAT pair's against the kernel's NAT.
+func TestPlotRatios(t *testing.T) {
+	rep := &Report{
+		Tests: []string{TestConn}, Peers: []string{PeerKernel, PeerSwitchyard, PeerNATKernel, PeerNATSwitchyard},
+		Samples: []Sample{
+			sample(0, PeerKernel, TestConn, MetricConnPS, 1000),
+			sample(0, PeerSwitchyard, TestConn, MetricConnPS, 500),
+			sample(0, PeerNATKernel, TestConn, MetricConnPS, 800),
+			sample(0, PeerNATSwitchyard, TestConn, MetricConnPS, 1000),
+		},
+	}
+	rep.Summarize()
+	if got, want := rep.plotRatios(TestConn, MetricConnPS), "switchyard/kernel 0.50, nat-switchyard/nat-kernel 1.25"; got != want {
+		t.Errorf("plotRatios = %q, want %q", got, want)
+	}
+	if err := rep.WritePlot(filepath.Join(t.TempDir(), "nat.svg")); err != nil {
+		t.Errorf("WritePlot: %v", err)
 	}
 }

@@ -17,12 +17,6 @@ import (
 )
 
 const (
-	iperfPort = 5201
-	tcpPort   = 5202
-	rrPort    = 7777
-	genSrc    = 9999
-	genDst    = 9 // discard: nothing reads it in B (see sinks)
-	echoPort  = 7
 	// startTimeout bounds how long a worker may take to say it is ready.
 	startTimeout = 10 * time.Second
 	// slack is added to a run's own duration before it is killed.
@@ -75,6 +69,14 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 		rep.Notes = append(rep.Notes, "tcp: iperf3 is not installed (or not chosen): the built-in bulk sender measured TCP, "+
 			"its figures are not comparable to iperf3's")
 	}
+	if slices.ContainsFunc(r.peers, isNATPeer) {
+		rep.Notes = append(rep.Notes, "NAT peers: A outside, B behind a gateway in S that publishes B's ports on its outside "+
+			"address (DNAT) and masquerades the inside; A reaches B at that address. Their topology is routed and translated, "+
+			"so they are compared with each other (nat-switchyard/nat-kernel), not with the kernel bridge")
+		if r.quick && !r.testsGiven {
+			rep.Notes = append(rep.Notes, "quick: the NAT peers ran only "+strings.Join(quickNATTests, ", "))
+		}
+	}
 	b := &bencher{r: r}
 	var peers []peer
 	for _, name := range r.peers {
@@ -85,7 +87,10 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 		}
 		peers = append(peers, p)
 	}
-	total := r.reps * len(peers) * len(r.tests)
+	total := 0
+	for _, p := range peers {
+		total += r.reps * len(r.testsFor(p.name()))
+	}
 	done := 0
 	for rp := range r.reps {
 		for _, p := range peers {
@@ -93,7 +98,7 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 				break
 			}
 			if _, failed := rep.Failed[p.name()]; failed {
-				done += len(r.tests)
+				done += len(r.testsFor(p.name()))
 				continue
 			}
 			b.runPeer(ctx, p, rp, rep, func(test string, finished bool) {
@@ -165,15 +170,19 @@ var testHookAfterTest func(peer, test string, rep int, pids []int)
 // after it.
 func (b *bencher) runPeer(ctx context.Context, p peer, rp int, rep *Report, progress func(test string, finished bool)) {
 	name := p.name()
+	tests := b.r.testsFor(name)
+	if len(tests) == 0 {
+		return
+	}
 	fail := func(from int, why string) {
 		rep.Failed[name] = why
-		for _, t := range b.r.tests[from:] {
+		for _, t := range tests[from:] {
 			rep.Samples = append(rep.Samples, Sample{Rep: rp, Peer: name, Test: t, Error: why})
 			progress(t, true)
 		}
 	}
 	b.r.logf("%s: rep %d: up", name, rp+1)
-	progress(b.r.tests[0], false)
+	progress(tests[0], false)
 	in, err := p.up(ctx, b)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -211,7 +220,7 @@ func (b *bencher) runPeer(ctx context.Context, p peer, rp int, rep *Report, prog
 		}
 		return
 	}
-	for i, test := range b.r.tests {
+	for i, test := range tests {
 		if ctx.Err() != nil {
 			return
 		}
@@ -236,7 +245,7 @@ func (b *bencher) runPeer(ctx context.Context, p peer, rp int, rep *Report, prog
 		// suspect, and the later ones are not run.
 		if why := b.health(ctx, in, test); why != "" {
 			b.r.logf("%s: rep %d: %s", name, rp+1, why)
-			s.Metrics, s.TCP, s.PPS, s.NDR, s.RR = nil, nil, nil, nil, nil
+			s.Metrics, s.TCP, s.PPS, s.NDR, s.RR, s.Conn = nil, nil, nil, nil, nil, nil
 			s.Error = why
 			rep.Samples = append(rep.Samples, s)
 			progress(test, true)
@@ -310,6 +319,17 @@ func (b *bencher) runTest(ctx context.Context, in *instance, test string) Sample
 			s.Metrics = map[string]float64{MetricP50: s.RR.P50, MetricP99: s.RR.P99, MetricP999: s.RR.P999,
 				MetricRRCount: float64(s.RR.Count), MetricRRLost: float64(s.RR.Lost)}
 		}
+	case TestConn, TestConnOut:
+		s.Conn, err = b.conn(ctx, in, test == TestConnOut)
+		if s.Conn != nil {
+			s.Metrics = map[string]float64{MetricConnPS: s.Conn.PerSec, MetricConnErrors: float64(s.Conn.Failed)}
+			if s.Conn.Conns > 0 {
+				s.Metrics[MetricConnP50], s.Metrics[MetricConnP99] = s.Conn.P50, s.Conn.P99
+				if s.Conn.CPUSeconds > 0 {
+					s.Metrics[MetricConnCPU] = s.Conn.CPUSeconds * 1e3 / (float64(s.Conn.Conns) / 1e3)
+				}
+			}
+		}
 	default:
 		err = fmt.Errorf("bench: test %q not supported", test)
 	}
@@ -338,8 +358,13 @@ func pinned(ns string, cpu int, argv ...string) []string {
 }
 
 func (b *bencher) worker(cpu int, args ...string) []string {
+	return b.workerIn("", cpu, args...)
+}
+
+// workerIn is a worker's command line run, whole, inside namespace ns.
+func (b *bencher) workerIn(ns string, cpu int, args ...string) []string {
 	argv := append(append([]string{}, b.r.worker...), args...)
-	return pinned("", cpu, argv...)
+	return pinned(ns, cpu, argv...)
 }
 
 // workerTimeout bounds a long-lived worker (the switch) in case the

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -37,6 +38,11 @@ const (
 	MetricRRCount    = "count"
 	MetricRRLost     = "lost"
 	MetricPPSGbps    = "rx_gbps"
+	MetricConnPS     = "conn_per_s"
+	MetricConnErrors = "conn_errors"
+	MetricConnP50    = "conn_p50_us"
+	MetricConnP99    = "conn_p99_us"
+	MetricConnCPU    = "cpu_ms_per_kconn"
 )
 
 var (
@@ -65,12 +71,21 @@ var (
 	}
 )
 
+var connMetrics = []Metric{
+	{Name: MetricConnPS, Label: "conn/s", Scale: 1, Prec: 0, Ratio: true, Headline: true},
+	{Name: MetricConnErrors, Label: "failed", Scale: 1, Prec: 0},
+	{Name: MetricConnP50, Label: "p50 us", Scale: 1, Prec: 0, Lower: true, Ratio: true},
+	{Name: MetricConnP99, Label: "p99 us", Scale: 1, Prec: 0, Lower: true},
+	{Name: MetricConnCPU, Label: "CPU ms/kconn", Scale: 1, Prec: 1, Lower: true, Ratio: true},
+}
+
 // TestMetrics lists the metrics of each test, in table order.
 var TestMetrics = map[string][]Metric{
 	TestTCP: tcpMetrics, TestTCP4: tcpMetrics,
 	TestPPS64: ppsMetrics, TestPPS1518: ppsMetrics,
 	TestNDR64: ndrMetrics, TestNDR1518: ndrMetrics,
-	TestRR: rrMetrics,
+	TestRR:   rrMetrics,
+	TestConn: connMetrics, TestConnOut: connMetrics,
 }
 
 // TestTitles are the table headings.
@@ -82,6 +97,10 @@ var TestTitles = map[string]string{
 	TestNDR64:   "64-byte frames, highest offered rate with loss < 0.1% (RFC 2544-style search)",
 	TestNDR1518: "1518-byte frames, highest offered rate with loss < 0.1% (RFC 2544-style search)",
 	TestRR:      "UDP request/response, one in flight (round trip; ratios: lower is better)",
+	TestConn: fmt.Sprintf("New TCP connections, A to B: HTTP/1.0, %d in flight, A's source rotating over %d addresses "+
+		"(NAT peers: through DNAT; latency and CPU ratios: lower is better)", connConcurrency, connPoolSize),
+	TestConnOut: fmt.Sprintf("New TCP connections, B to A: HTTP/1.0, %d in flight, B's source rotating over %d addresses "+
+		"(NAT peers: through masquerade; latency and CPU ratios: lower is better)", connConcurrency, connPoolSize),
 }
 
 // Spread is the median, extremes and count of a set of values.
@@ -127,14 +146,16 @@ type Ratio struct {
 	Spread
 }
 
-// ratioPairs lists the pairs of peers compared: every peer against the
-// kernel bridge, and every switchyard peer against every Open vSwitch
-// peer.
+// ratioPairs lists the pairs of peers compared: every L2 peer against the
+// kernel bridge, every switchyard peer against every Open vSwitch peer,
+// and switchyard's NAT against the kernel's. The NAT peers forward on
+// another topology (routed, translated), so they are compared with each
+// other only.
 func ratioPairs(peers []string) [][2]string {
 	var out [][2]string
 	if slices.Contains(peers, PeerKernel) {
 		for _, p := range peers {
-			if p != PeerKernel {
+			if p != PeerKernel && !isNATPeer(p) {
 				out = append(out, [2]string{p, PeerKernel})
 			}
 		}
@@ -148,6 +169,9 @@ func ratioPairs(peers []string) [][2]string {
 				out = append(out, [2]string{s, o})
 			}
 		}
+	}
+	if slices.Contains(peers, PeerNATKernel) && slices.Contains(peers, PeerNATSwitchyard) {
+		out = append(out, [2]string{PeerNATSwitchyard, PeerNATKernel})
 	}
 	return out
 }

@@ -24,6 +24,9 @@ type endpoint struct {
 	HostIf string
 	MAC    net.HardwareAddr
 	Addr   netip.Prefix
+	// Gateway, when valid, is the endpoint's default route (the NAT
+	// peers' inside endpoints).
+	Gateway netip.Addr
 }
 
 // topology is one peer's namespaces: the switch namespace S and the
@@ -35,6 +38,9 @@ type endpoint struct {
 type topology struct {
 	S   string
 	Eps []endpoint
+	// outside is true for the NAT peers' topology: A on S's outside
+	// segment, the others inside (see newNATTopology).
+	outside bool
 }
 
 // epMAC and epAddr are endpoint i's MAC and address, the same in every
@@ -53,12 +59,11 @@ func hostPort(i int) string { return "p" + strconv.Itoa(i) }
 // newTopology creates S and n endpoint namespaces under fresh names with
 // tag in them; with veths, each endpoint gets a veth to S. On failure it
 // removes what it made.
-func newTopology(tag string, n int, veths bool) (_ *topology, err error) {
-	var sfx [4]byte
-	if _, err := rand.Read(sfx[:]); err != nil {
-		return nil, fmt.Errorf("bench: random suffix: %w", err)
+func newTopology(tag string, n int, veths bool) (*topology, error) {
+	base, err := topoBase(tag)
+	if err != nil {
+		return nil, err
 	}
-	base := "sybench-" + tag + "-" + hex.EncodeToString(sfx[:])
 	t := &topology{S: base + "-s"}
 	for i := range n {
 		ep := endpoint{Netns: base + "-" + strconv.Itoa(i), MAC: epMAC(i), Addr: epAddr(i)}
@@ -67,6 +72,21 @@ func newTopology(tag string, n int, veths bool) (_ *topology, err error) {
 		}
 		t.Eps = append(t.Eps, ep)
 	}
+	return t, t.create(veths)
+}
+
+// topoBase is a fresh name prefix for a topology's namespaces.
+func topoBase(tag string) (string, error) {
+	var sfx [4]byte
+	if _, err := rand.Read(sfx[:]); err != nil {
+		return "", fmt.Errorf("bench: random suffix: %w", err)
+	}
+	return "sybench-" + tag + "-" + hex.EncodeToString(sfx[:]), nil
+}
+
+// create makes t's namespaces and, with veths, each endpoint's veth to S.
+// On failure it removes what it made.
+func (t *topology) create(veths bool) (err error) {
 	var made []string
 	defer func() {
 		if err != nil {
@@ -77,7 +97,7 @@ func newTopology(tag string, n int, veths bool) (_ *topology, err error) {
 	}()
 	for _, n := range t.namespaces() {
 		if err := netns.Create(n); err != nil {
-			return nil, fmt.Errorf("bench: topology: %w", err)
+			return fmt.Errorf("bench: topology: %w", err)
 		}
 		made = append(made, n)
 		// No IPv6: its router solicitations, MLD reports and DAD would
@@ -91,13 +111,17 @@ func newTopology(tag string, n int, veths bool) (_ *topology, err error) {
 	}
 	if veths {
 		for _, ep := range t.Eps {
+			var gws []netip.Addr
+			if ep.Gateway.IsValid() {
+				gws = append(gws, ep.Gateway)
+			}
 			if err := netns.AddVeth(netns.Endpoint{Netns: ep.Netns, IfName: epIfName, HostName: ep.HostIf,
-				HostNetns: t.S, MAC: ep.MAC, Addrs: []netip.Prefix{ep.Addr}}); err != nil {
-				return nil, fmt.Errorf("bench: topology: %w", err)
+				HostNetns: t.S, MAC: ep.MAC, Addrs: []netip.Prefix{ep.Addr}, Gateways: gws}); err != nil {
+				return fmt.Errorf("bench: topology: %w", err)
 			}
 		}
 	}
-	return t, nil
+	return nil
 }
 
 func (t *topology) namespaces() []string {
@@ -132,9 +156,9 @@ func (t *topology) Close() error {
 	return errors.Join(errs...)
 }
 
-// kernelBridgeUp creates a kernel bridge in S with the host ports as its
-// ports. STP stays off, so the ports forward at once.
-func (t *topology) kernelBridgeUp() (err error) {
+// kernelBridgeUp creates a kernel bridge in S with ports, links in S, as
+// its ports. STP stays off, so the ports forward at once.
+func (t *topology) kernelBridgeUp(ports []string) (err error) {
 	h, err := netns.NetlinkHandle(t.S)
 	if err != nil {
 		return err
@@ -149,7 +173,7 @@ func (t *topology) kernelBridgeUp() (err error) {
 			_ = h.LinkDel(br)
 		}
 	}()
-	for _, name := range t.hostPorts() {
+	for _, name := range ports {
 		l, err := h.LinkByName(name)
 		if err != nil {
 			return fmt.Errorf("bench: kernel bridge port %s: %w", name, err)

@@ -56,6 +56,32 @@ func Worker(args []string, stdout io.Writer) error {
 		fs.DurationVar(&sc.busy, "busy-poll", 0, "how long ports poll their rings before sleeping")
 		fs.StringVar(&sc.tx, "tx", "ring", "transmit path: ring or mmsg")
 		run = func(ctx context.Context) error { sc.netns = *ns; return switchWorker(ctx, stdout, sc) }
+	case "nat":
+		var nc natConfig
+		fs.StringVar(&nc.ports, "ports", "", "comma-separated inside interfaces to bridge over AF_PACKET rings")
+		fs.StringVar(&nc.uplink, "uplink", "", "the uplink interface, opened with an AF_PACKET ring")
+		fs.StringVar(&nc.gw, "gw", "", "the gateway's inside address, ADDR/BITS (the inside subnet)")
+		fs.StringVar(&nc.gwMAC, "gw-mac", "", "the gateway's inside MAC")
+		fs.StringVar(&nc.upMAC, "uplink-mac", "", "the gateway's MAC on the uplink")
+		fs.StringVar(&nc.ext, "ext", "", "comma-separated external addresses ADDR/BITS; masquerade uses the first")
+		fs.StringVar(&nc.publish, "publish", "", "comma-separated published ports: EXTIP:PORT[-END]=CTRIP:PORT/tcp|udp")
+		fs.StringVar(&nc.neigh, "neigh", "", "comma-separated inside neighbours pinned in the gateway: ADDR=MAC")
+		fs.StringVar(&nc.tpacket, "tpacket", "", "ring version: v2 or v3 (default: the afpacket default)")
+		fs.DurationVar(&nc.busy, "busy-poll", 0, "how long ports poll their rings before sleeping")
+		fs.StringVar(&nc.tx, "tx", "ring", "transmit path: ring or mmsg")
+		run = func(ctx context.Context) error { nc.netns = *ns; return natWorker(ctx, stdout, nc) }
+	case "http-server":
+		listen := fs.String("listen", "", "IPv4 address:port to serve HTTP/1.0 on")
+		run = func(ctx context.Context) error { return httpServer(ctx, stdout, *listen) }
+	case "conn-client":
+		var c connConfig
+		fs.StringVar(&c.server, "server", "", "server IPv4 address:port")
+		fs.StringVar(&c.sources, "sources", "", "source address pool, a prefix: each connection binds the next address")
+		fs.IntVar(&c.concurrency, "concurrency", connConcurrency, "connections in flight")
+		fs.DurationVar(&c.duration, "duration", time.Second, "how long to measure")
+		fs.IntVar(&c.count, "count", connMaxCount, "stop after this many connections")
+		fs.DurationVar(&c.wait, "wait", 3*time.Second, "how long one connection may take before it counts as failed")
+		run = func(ctx context.Context) error { return connClient(ctx, stdout, c) }
 	case "gen":
 		var g genConfig
 		fs.StringVar(&g.ifname, "ifname", epIfName, "interface to send on")
@@ -115,6 +141,28 @@ type switchConfig struct {
 	busy                            time.Duration
 }
 
+// ringConfig is the ring ports' configuration.
+func (sc switchConfig) ringConfig() (*afpacket.Config, error) {
+	cfg := &afpacket.Config{BusyPoll: sc.busy}
+	switch sc.tpacket {
+	case "":
+	case "v2":
+		cfg.Version = afpacket.TPacketV2
+	case "v3":
+		cfg.Version = afpacket.TPacketV3
+	default:
+		return nil, fmt.Errorf("-tpacket %q: want v2 or v3", sc.tpacket)
+	}
+	switch sc.tx {
+	case "ring":
+	case "mmsg":
+		cfg.TxMode = afpacket.TxSendmmsg
+	default:
+		return nil, fmt.Errorf("-tx %q: want ring or mmsg", sc.tx)
+	}
+	return cfg, nil
+}
+
 // switchWorker bridges, with switchyard's bridge, the named interfaces of
 // namespace ns over AF_PACKET ring ports and the TAP endpoints it creates
 // (each a TAP moved into its namespace, whose fd it keeps: the TAPs go
@@ -129,24 +177,11 @@ func switchWorker(ctx context.Context, stdout io.Writer, sc switchConfig) error 
 		}
 	}
 	if sc.ports != "" {
-		cfg := &afpacket.Config{BusyPoll: sc.busy}
-		switch sc.tpacket {
-		case "":
-		case "v2":
-			cfg.Version = afpacket.TPacketV2
-		case "v3":
-			cfg.Version = afpacket.TPacketV3
-		default:
-			return fmt.Errorf("-tpacket %q: want v2 or v3", sc.tpacket)
+		cfg, err := sc.ringConfig()
+		if err != nil {
+			return err
 		}
-		switch sc.tx {
-		case "ring":
-		case "mmsg":
-			cfg.TxMode = afpacket.TxSendmmsg
-		default:
-			return fmt.Errorf("-tx %q: want ring or mmsg", sc.tx)
-		}
-		err := netns.Do(sc.netns, func() error {
+		err = netns.Do(sc.netns, func() error {
 			for _, n := range strings.Split(sc.ports, ",") {
 				p, err := afpacket.Open(n, cfg)
 				if err != nil {

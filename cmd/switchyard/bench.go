@@ -46,6 +46,15 @@ A, B (and more with --endpoints), each with a link to a switch namespace S:
   switchyard-tap  switchyard's learning bridge with TAP endpoints
   ovs             Open vSwitch's userspace datapath, ports over AF_PACKET
   ovs-afxdp       Open vSwitch's userspace datapath, ports over AF_XDP
+  nat-kernel      the kernel as a Docker bridge network: bridge, ip_forward,
+                  nftables DNAT of published ports and masquerade
+  nat-switchyard  switchyard's bridge, gateway and NAT, uplink over a ring
+
+The NAT peers put A outside and B behind a gateway in S that publishes B's
+ports on its outside address, where A reaches them: every test runs through
+the translation. They are compared with each other, not with the kernel
+bridge; nat-kernel is skipped with a note when nft is not installed
+(apt-get install nftables).
 
 The ovs peers run a private ovsdb-server and ovs-vswitchd in S with their own
 database and sockets in a temporary directory (the system's Open vSwitch is
@@ -57,7 +66,10 @@ built-in bulk sender otherwise); pps64 and pps1518 (frames arriving at B from
 a generator in A at full speed, and the switch's CPU seconds per million);
 ndr64 and ndr1518 (an RFC 2544-style binary search for the highest offered
 rate with loss under 0.1%); rr (UDP request/response latency, one in flight:
-p50, p99, p99.9). Endpoint tools run on CPU 0, the switch on CPU 1.
+p50, p99, p99.9); conn and conn-out (new TCP connections per second: short
+HTTP/1.0 connections, 8 in flight, the client's source rotating over 64
+addresses, from A to B and from B to A: through a NAT peer, DNAT and
+masquerade). Endpoint tools run on CPU 0, the switch on CPU 1.
 
 Peers are measured in turn, rep after rep (A B C, A B C, ...), each on fresh
 namespaces removed after it; the table shows medians and the range over the
@@ -135,9 +147,9 @@ end, also on error and on SIGINT/SIGTERM.`,
 	f.IntVar(&reps, "reps", 0, "how many times every peer is measured, interleaved (default 3, 1 with --quick)")
 	f.IntVar(&trials, "trials", 0, "most trials of an ndr search after the first (default 7, 3 with --quick)")
 	f.IntVar(&endpoints, "endpoints", bench.DefaultEndpoints, "endpoint namespaces on the switch (2-16); the generator in the first sends to all others")
-	f.BoolVar(&quick, "quick", false, "a small run: short tests, one rep, few trials (well under a minute)")
+	f.BoolVar(&quick, "quick", false, "a small run: short tests, one rep, few trials, the NAT peers only tcp, conn and conn-out (under a minute)")
 	f.StringSliceVar(&tests, "tests", bench.AllTests, "tests to run: "+strings.Join(bench.AllTests, ","))
-	f.StringSliceVar(&peers, "peers", bench.DefaultPeers, "peers to measure: "+strings.Join(bench.AllPeers, ",")+"; the ovs peers are defaults only when installed")
+	f.StringSliceVar(&peers, "peers", bench.DefaultPeers, "peers to measure: "+strings.Join(bench.AllPeers, ",")+"; the ovs peers are defaults only when installed, nat-kernel needs nft")
 	f.StringVar(&tcpTool, "tcp", bench.TCPAuto, "what measures TCP: auto (iperf3 when installed), iperf3 or builtin")
 	f.StringVar(&tpacket, "tpacket", "", "RX ring version for switchyard's ports: v2 or v3 (default: v2)")
 	f.DurationVar(&busyPoll, "busy-poll", bench.DefaultBusyPoll, "how long switchyard's ports poll their rings before sleeping (0: never poll)")
