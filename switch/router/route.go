@@ -338,11 +338,24 @@ var (
 )
 
 // Name is the uplink interface's name.
-func (u *Uplink) Name() string      { return u.name }
-func (u *Uplink) BatchSize() int    { return len(u.frames) }
-func (u *Uplink) MTU() int          { return u.p.MTU() }
-func (u *Uplink) Offloads() bool    { return true }
-func (u *Uplink) Stats() port.Stats { return u.ctr.Snapshot() }
+func (u *Uplink) Name() string   { return u.name }
+func (u *Uplink) BatchSize() int { return len(u.frames) }
+func (u *Uplink) MTU() int       { return u.p.MTU() }
+func (u *Uplink) Offloads() bool { return true }
+
+// Stats are the frames the uplink handed the bridge, with the uplink
+// interface's own losses and errors (its ring's drops, failed sends) added.
+func (u *Uplink) Stats() port.Stats {
+	s := u.ctr.Snapshot()
+	if st, ok := u.p.(port.Statser); ok {
+		w := st.Stats()
+		s.RxDropped += w.RxDropped
+		s.TxDropped += w.TxDropped
+		s.RxErrors += w.RxErrors
+		s.TxErrors += w.TxErrors
+	}
+	return s
+}
 
 // Close closes the uplink interface's port.
 func (u *Uplink) Close() error { return u.r.Close() }
