@@ -357,6 +357,12 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestMacvlanPassthruMACChange(t *testing.T) {
 	nstest.RequirePriv(t)
 	nstest.CheckLeaks(t)
+	for _, kind := range []string{api.KindVeth, api.KindTap} {
+		t.Run(kind, func(t *testing.T) { testPassthruMACChange(t, kind) })
+	}
+}
+
+func testPassthruMACChange(t *testing.T, kind string) {
 	par, ext := mvWire(t, "198.18.62.200")
 	a := newNS(t)
 	mac0, promisc0 := parentState(t, par)
@@ -366,7 +372,7 @@ func TestMacvlanPassthruMACChange(t *testing.T) {
 		Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.62.0/24"), AuxAddresses: wireAux("198.18.62.200")}); err != nil {
 		t.Fatal(err)
 	}
-	pa, err := td.c.Connect(ctx(), "mvpm", api.EndpointCreate{Netns: a})
+	pa, err := td.c.Connect(ctx(), "mvpm", api.EndpointCreate{Netns: a, Kind: kind})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,6 +411,71 @@ func TestMacvlanPassthruMACChange(t *testing.T) {
 	}
 	if mac, p := parentState(t, par); mac != mac0 || p != promisc0 {
 		t.Errorf("parent after rm: MAC %s promisc %v; want %s %v as before", mac, p, mac0, promisc0)
+	}
+}
+
+// TestMacvlanMACChange: in bridge mode an endpoint's new MAC re-keys it
+// (fdb, state, traffic); a MAC another endpoint has is not taken, as the
+// kernel refuses it.
+func TestMacvlanMACChange(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	par, ext := mvWire(t, "198.18.62.200")
+	a, b := newNS(t), newNS(t)
+	td := start(t, stateDir(t))
+	if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "mvmc", Driver: api.DriverMacvlan, Mode: "bridge",
+		Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.62.0/24"), AuxAddresses: wireAux("198.18.62.200")}); err != nil {
+		t.Fatal(err)
+	}
+	pa, err := td.c.Connect(ctx(), "mvmc", api.EndpointCreate{Netns: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := td.c.Connect(ctx(), "mvmc", api.EndpointCreate{Netns: b, Kind: api.KindTap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mac = "02:5a:00:00:62:0b"
+	if out, err := inNS(b, "ip", "link", "set", "eth0", "address", mac); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	eventually(t, "fdb lists b's new MAC", func() bool {
+		fdb, err := td.c.FDB(ctx(), "mvmc")
+		if err != nil {
+			return false
+		}
+		for _, e := range fdb {
+			if e.Port == b {
+				return e.MAC == mac
+			}
+		}
+		return false
+	})
+	eventually(t, "the record takes the new MAC", func() bool {
+		n, err := td.c.Network(ctx(), "mvmc")
+		return err == nil && findPort(t, n, b).MAC == mac
+	})
+	for _, ns := range []string{a, ext} {
+		if out, err := inNS(ns, "ip", "neigh", "flush", "all"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	mustPing(t, a, addrOf(pb.IPv4))
+	mustPing(t, ext, addrOf(pb.IPv4))
+	// a's MAC: the switch keeps b's.
+	if out, err := inNS(b, "ip", "link", "set", "eth0", "address", pa.MAC); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	time.Sleep(3 * mvWatchPoll)
+	if ci := mvChild(t, td, "mvmc", b); ci.MAC != mac {
+		t.Errorf("b took a's MAC on the switch: %s", ci.MAC)
+	}
+	if ci := mvChild(t, td, "mvmc", a); ci.MAC != pa.MAC {
+		t.Errorf("a's MAC on the switch: %s, want %s", ci.MAC, pa.MAC)
+	}
+	mustPing(t, ext, addrOf(pa.IPv4))
+	if err := td.c.RemoveNetwork(ctx(), "mvmc"); err != nil {
+		t.Fatal(err)
 	}
 }
 
