@@ -27,16 +27,24 @@ const (
 	DropNotChild
 	// DropPause: an 802.3x pause frame, which macvlan never floods.
 	DropPause
+	// DropChildDown: for a child whose link is down (counted on the
+	// child).
+	DropChildDown
+	// DropMcastFilter: a multicast group the child has not joined
+	// (counted on the child).
+	DropMcastFilter
 	nReasons
 )
 
 var reasonNames = [nReasons]string{
-	DropOffload:   "offload",
-	DropTxFull:    "tx_full",
-	DropPortGone:  "port_gone",
-	DropMalformed: "malformed",
-	DropNotChild:  "not_child",
-	DropPause:     "pause",
+	DropOffload:     "offload",
+	DropTxFull:      "tx_full",
+	DropPortGone:    "port_gone",
+	DropMalformed:   "malformed",
+	DropNotChild:    "not_child",
+	DropPause:       "pause",
+	DropChildDown:   "child_down",
+	DropMcastFilter: "mcast_filter",
 }
 
 func (r Reason) String() string {
@@ -122,6 +130,10 @@ func (s *Switch) fromWire(t *table, f *port.Frame, st *port.Stage) {
 			s.parent.C.Drops[DropNotChild].Add(1)
 			return
 		}
+		if c.isDown() {
+			c.C.Drops[DropChildDown].Add(1)
+			return
+		}
 		st.Add(&c.Egress, f, false)
 		return
 	}
@@ -129,27 +141,30 @@ func (s *Switch) fromWire(t *table, f *port.Frame, st *port.Stage) {
 		s.parent.C.Drops[DropPause].Add(1)
 		return
 	}
-	src := t.byMAC[e.Src()]
+	src := t.lookup(e.Src())
 	switch {
 	case src == nil:
 		// From outside: every child.
 		for _, c := range t.list {
-			st.Add(&c.Egress, f, true)
+			if c.acceptsMcast(dst) {
+				st.Add(&c.Egress, f, true)
+			}
 		}
 	case src.host:
 		// A host port's flood reached every child on the way out.
 	case src.mode == Private || src.mode == Passthru:
-		// Back to the child it came from, and to no one else.
+		// Back to the child it came from, and to no one else; the
+		// kernel hands it back without a look at its filter.
 		st.Add(&src.Egress, f, true)
 	case src.mode == VEPA:
 		for _, c := range t.list {
-			if c != src && !c.host && (c.mode == VEPA || c.mode == Bridge) {
+			if c != src && !c.host && (c.mode == VEPA || c.mode == Bridge) && c.acceptsMcast(dst) {
 				st.Add(&c.Egress, f, true)
 			}
 		}
 	default: // Bridge: the bridge children had it on the way out.
 		for _, c := range t.list {
-			if c != src && c.mode == VEPA {
+			if c != src && c.mode == VEPA && c.acceptsMcast(dst) {
 				st.Add(&c.Egress, f, true)
 			}
 		}
@@ -157,7 +172,8 @@ func (s *Switch) fromWire(t *table, f *port.Frame, st *port.Stage) {
 }
 
 // fromChild handles a frame a child sent: macvlan_queue_xmit, with the
-// host ports' direct path.
+// host ports' direct path. A child that is down sends nothing; a frame it
+// sent before is forwarded, as the kernel had transmitted it.
 func (s *Switch) fromChild(t *table, in *child, f *port.Frame, st *port.Stage) {
 	wire := &s.parent.Egress
 	if in.mode == Passthru {
@@ -174,14 +190,14 @@ func (s *Switch) fromChild(t *table, in *child, f *port.Frame, st *port.Stage) {
 		// The host reaches every child directly, and the wire.
 		if mcast {
 			for _, c := range t.list {
-				if c != in {
+				if c != in && c.acceptsMcast(dst) {
 					st.Add(&c.Egress, f, true)
 				}
 			}
 			st.Add(wire, f, true)
 			return
 		}
-		if c := t.byMAC[dst]; c != nil && c != in {
+		if c := t.lookup(dst); c != nil && c != in {
 			st.Add(&c.Egress, f, false)
 			return
 		}
@@ -193,7 +209,7 @@ func (s *Switch) fromChild(t *table, in *child, f *port.Frame, st *port.Stage) {
 			for _, h := range t.hosts {
 				st.Add(&h.Egress, f, true)
 			}
-		} else if c := t.byMAC[dst]; c != nil && c.host {
+		} else if c := t.lookup(dst); c != nil && c.host {
 			st.Add(&c.Egress, f, false)
 			return
 		}
@@ -201,7 +217,7 @@ func (s *Switch) fromChild(t *table, in *child, f *port.Frame, st *port.Stage) {
 	if in.mode == Bridge {
 		if mcast {
 			for _, c := range t.list {
-				if c != in && !c.host && c.mode == Bridge {
+				if c != in && !c.host && c.mode == Bridge && c.acceptsMcast(dst) {
 					st.Add(&c.Egress, f, true)
 				}
 			}
@@ -209,8 +225,10 @@ func (s *Switch) fromChild(t *table, in *child, f *port.Frame, st *port.Stage) {
 			return
 		}
 		// A bridge child's frame to its own MAC comes back to it, as the
-		// kernel's dev_forward_skb through the parent delivers it.
-		if c := t.byMAC[dst]; c != nil && c.mode == Bridge {
+		// kernel's dev_forward_skb through the parent delivers it. A
+		// sibling that is down is not found: the frame goes to the
+		// wire, as the kernel's does.
+		if c := t.lookup(dst); c != nil && c.mode == Bridge {
 			st.Add(&c.Egress, f, false)
 			return
 		}

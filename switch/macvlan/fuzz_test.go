@@ -28,6 +28,18 @@ func FuzzForward(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
+		// The first byte of the frame's payload, when there is one,
+		// takes child b down and gives c a multicast list.
+		if len(data) > 14 && data[14]&1 != 0 {
+			if err := sw.SetChildUp("b", false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(data) > 14 && data[14]&2 != 0 {
+			if err := sw.SetChildMulticast("c", data[14]&4 != 0, []frame.MAC{frame.Ethernet(data).Dst()}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		t0 := sw.tab.Load()
 		in := t0.byID[int(from)%len(t0.byID)]
 		var h frame.VNetHdr

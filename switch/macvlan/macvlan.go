@@ -21,6 +21,12 @@
 //     every mode, private too: the kernel checks the source only of
 //     broadcast and multicast.
 //
+// As in the kernel, a child whose link is down (SetChildUp) is as good as
+// absent: nothing is delivered to it. Broadcast always reaches a child,
+// multicast only for groups on its multicast list (SetChildMulticast), or
+// every group when it is promiscuous or allmulti; the kernel's filter is a
+// hash, ours is exact (mcfilter.go).
+//
 // Modes are per child, as in the kernel; a passthru child needs the parent
 // alone. The parent's own stack and the children never talk directly.
 // A host port (ChildConfig.Host) is the opt-in exception: an interface
@@ -119,13 +125,80 @@ type ChildConfig struct {
 }
 
 // child is a port as the switch holds it. Its fields do not change after
-// AddChild but for the MAC, which is read from the table's snapshot.
+// AddChild but for the MAC, which is read from the table's snapshot, and
+// for the link state and multicast filter, which the forwarding path
+// loads atomically.
 type child struct {
 	port.Egress
 	name string
 	mode Mode
 	host bool
 	done chan struct{} // closed when the RX goroutine has returned
+
+	// rx is what the child takes: nil while it is up with no multicast
+	// filter, the common case, which costs one load to check.
+	rx atomic.Pointer[rxState]
+}
+
+// rxState is a child's link state and multicast filter; immutable once
+// published, replaced under Switch.mu.
+type rxState struct {
+	down bool      // the child's link is down: nothing is delivered to it
+	mc   *mcFilter // nil: every group passes (the list is not known)
+}
+
+func (c *child) isDown() bool {
+	r := c.rx.Load()
+	return r != nil && r.down
+}
+
+// acceptsMcast reports whether c takes a broadcast or multicast frame to
+// dst, as macvlan_broadcast decides once the mode has let it through: a
+// down child is not in the kernel's hash, and a group must pass the
+// child's filter. A refusal is counted on c.
+func (c *child) acceptsMcast(dst frame.MAC) bool {
+	r := c.rx.Load()
+	return r == nil || c.acceptsMcastIn(r, dst)
+}
+
+// acceptsMcastIn is acceptsMcast's part for a child with a state, kept
+// apart so that the common case inlines.
+func (c *child) acceptsMcastIn(r *rxState, dst frame.MAC) bool {
+	switch {
+	case r.down:
+		c.C.Drops[DropChildDown].Add(1)
+		return false
+	case !r.mc.has(dst):
+		c.C.Drops[DropMcastFilter].Add(1)
+		return false
+	}
+	return true
+}
+
+// setRxLocked publishes a child's new state; Switch.mu is held.
+func (c *child) setRxLocked(down bool, mc *mcFilter) {
+	if !down && mc == nil {
+		c.rx.Store(nil)
+		return
+	}
+	c.rx.Store(&rxState{down: down, mc: mc})
+}
+
+// rxLocked returns a child's state; Switch.mu is held.
+func (c *child) rxLocked() rxState {
+	if r := c.rx.Load(); r != nil {
+		return *r
+	}
+	return rxState{}
+}
+
+// lookup returns the child with MAC m that is up, as macvlan_hash_lookup
+// finds only open devices, or nil.
+func (t *table) lookup(m frame.MAC) *child {
+	if c := t.byMAC[m]; c != nil && !c.isDown() {
+		return c
+	}
+	return nil
 }
 
 // table is an immutable snapshot of the children.
@@ -310,6 +383,39 @@ func (s *Switch) SetChildMAC(name string, mac frame.MAC) error {
 	return nil
 }
 
+// SetChildUp records the named child's link state. A child that is down
+// gets nothing, as a macvlan device that is down leaves the kernel's hash:
+// unicast for it from the wire is dropped (counted as child_down on it), a
+// bridge sibling's unicast for it goes to the wire, floods skip it
+// (counted likewise). Frames it sent before going down are still
+// forwarded. A new child is up.
+func (s *Switch) SetChildUp(name string, up bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.byName[name]
+	if !ok {
+		return fmt.Errorf("macvlan: set link state of %q: %w", name, ErrNoPort)
+	}
+	c.setRxLocked(!up, c.rxLocked().mc)
+	return nil
+}
+
+// SetChildMulticast sets the named child's multicast filter: with all
+// (the child is promiscuous or allmulti) every group passes, otherwise
+// only the groups listed (and broadcast). A new child has no filter and
+// takes every group until the first call.
+func (s *Switch) SetChildMulticast(name string, all bool, groups []frame.MAC) error {
+	f := newMcFilter(all, groups)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.byName[name]
+	if !ok {
+		return fmt.Errorf("macvlan: set multicast filter of %q: %w", name, ErrNoPort)
+	}
+	c.setRxLocked(c.rxLocked().down, f)
+	return nil
+}
+
 // SetParentMAC records a change of the parent's MAC (in passthru mode the
 // child's MAC change is applied to the parent).
 func (s *Switch) SetParentMAC(mac frame.MAC) {
@@ -326,17 +432,37 @@ func (c Counters) Dropped(r Reason) uint64 { return c.Drops[r.String()] }
 
 // PortInfo describes the parent or a child.
 type PortInfo struct {
-	Name     string      `json:"name"`
-	MAC      string      `json:"mac,omitempty"`
-	Mode     string      `json:"mode,omitempty"` // children only
-	Host     bool        `json:"host,omitempty"`
-	Offloads bool        `json:"offloads"`
-	Counters Counters    `json:"counters"`
-	IO       *port.Stats `json:"io,omitempty"` // the backend's own counters, where it keeps them
+	Name     string `json:"name"`
+	MAC      string `json:"mac,omitempty"`
+	Mode     string `json:"mode,omitempty"` // children only
+	Host     bool   `json:"host,omitempty"`
+	Down     bool   `json:"down,omitempty"` // the child's link is down (SetChildUp)
+	Offloads bool   `json:"offloads"`
+	// Multicast is the child's multicast filter; nil when it has none
+	// (every group passes).
+	Multicast *Multicast  `json:"multicast,omitempty"`
+	Counters  Counters    `json:"counters"`
+	IO        *port.Stats `json:"io,omitempty"` // the backend's own counters, where it keeps them
+}
+
+// Multicast describes a child's multicast filter.
+type Multicast struct {
+	All    bool     `json:"all,omitempty"`    // promiscuous or allmulti: every group
+	Groups []string `json:"groups,omitempty"` // else these (and broadcast)
 }
 
 func info(c *child, mac frame.MAC) PortInfo {
-	pi := PortInfo{Name: c.name, Host: c.host, Offloads: c.Offloads, Counters: Counters(c.C.Snapshot(reasonNames[:]))}
+	var rx rxState
+	if r := c.rx.Load(); r != nil {
+		rx = *r
+	}
+	pi := PortInfo{Name: c.name, Host: c.host, Down: rx.down, Offloads: c.Offloads, Counters: Counters(c.C.Snapshot(reasonNames[:]))}
+	if f := rx.mc; f != nil {
+		pi.Multicast = &Multicast{All: f.all}
+		for _, g := range f.macs {
+			pi.Multicast.Groups = append(pi.Multicast.Groups, g.String())
+		}
+	}
 	if !mac.IsZero() {
 		pi.MAC = mac.String()
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -15,6 +16,7 @@ import (
 	"github.com/switchyard-net/switchyard/netns"
 	"github.com/switchyard-net/switchyard/switch/bridge"
 	"github.com/switchyard-net/switchyard/switch/fdb"
+	"github.com/switchyard-net/switchyard/switch/frame"
 	"github.com/switchyard-net/switchyard/switch/macvlan"
 	"github.com/switchyard-net/switchyard/switch/port"
 )
@@ -231,7 +233,7 @@ func (d *Daemon) startMacvlan(rec *netRecord) (*runNet, error) {
 		d.mvParents[key] = par
 	}
 	par.users[rec.Name] = rec
-	e := &mvEngine{d: d, n: rec, par: par, mode: m.mode()}
+	e := &mvEngine{d: d, n: rec, par: par, mode: m.mode(), watches: map[string]*childWatch{}}
 	if m.HostAccess {
 		if err := e.startHostAccess(); err != nil {
 			_ = e.Close()
@@ -430,6 +432,18 @@ func (d *Daemon) macvlanInfoLocked(n *netRecord, out *api.Network) {
 	out.Macvlan = mi
 }
 
+// childState is what an endpoint's watcher reads off its interface.
+type childState struct {
+	mac    net.HardwareAddr
+	up     bool        // administratively up: the kernel's IFF_UP test
+	all    bool        // promiscuous or allmulti: every group passes
+	groups []frame.MAC // the multicast list, sorted
+}
+
+func (s childState) equal(o childState) bool {
+	return bytes.Equal(s.mac, o.mac) && s.up == o.up && s.all == o.all && slices.Equal(s.groups, o.groups)
+}
+
 func apiCounters(c bridge.Counters, s *port.Stats) api.Counters {
 	out := api.Counters{RxFrames: c.RxFrames, RxBytes: c.RxBytes, TxFrames: c.TxFrames, TxBytes: c.TxBytes,
 		TxFlooded: c.TxFlooded, TxUnicast: c.TxUnicast, Drops: c.Drops}
@@ -442,12 +456,15 @@ func apiCounters(c bridge.Counters, s *port.Stats) api.Counters {
 
 // mvEngine is a macvlan network as the daemon drives a network's switch:
 // its endpoints are children of the parent's engine, named
-// "network/netns" there.
+// "network/netns" there. Each endpoint's interface is watched
+// (macvlan_watch_linux.go) for what the kernel's macvlan reads off its
+// device: MAC, up or down, multicast list.
 type mvEngine struct {
-	d    *Daemon
-	n    *netRecord
-	par  *mvParent
-	mode macvlan.Mode
+	d       *Daemon
+	n       *netRecord
+	par     *mvParent
+	mode    macvlan.Mode
+	watches map[string]*childWatch // by endpoint; under d.mu
 }
 
 func (e *mvEngine) child(name string) string { return e.n.Name + "/" + name }
@@ -463,6 +480,15 @@ func (e *mvEngine) AddPort(name string, p port.Port, _ bridge.Flags) error {
 	hw, err := net.ParseMAC(ep.MAC)
 	if err != nil || len(hw) != 6 {
 		return fmt.Errorf("endpoint %q: MAC %q", name, ep.MAC)
+	}
+	log := e.d.log.With(zap.String("network", e.n.Name), zap.String("netns", name))
+	// The interface's own MAC is the truth: it may have changed while
+	// the daemon was away.
+	st, idx, werr := readChildState(ep.Netns, ep.IfName)
+	if werr == nil && len(st.mac) == 6 && !bytes.Equal(st.mac, hw) {
+		log.Info("endpoint's MAC changed since it was recorded", zap.String("recorded", ep.MAC), zap.Stringer("mac", st.mac))
+		hw = st.mac
+		ep.MAC = hw.String()
 	}
 	m := e.n.Macvlan
 	if e.mode == macvlan.Passthru {
@@ -482,7 +508,106 @@ func (e *mvEngine) AddPort(name string, p port.Port, _ bridge.Flags) error {
 		_ = e.par.sw.RemoveChild(e.child(name))
 		return err
 	}
+	if werr == nil {
+		_ = e.par.sw.SetChildUp(e.child(name), st.up)
+		_ = e.par.sw.SetChildMulticast(e.child(name), st.all, st.groups)
+		var w *childWatch
+		w, werr = startChildWatch(ep.Netns, idx, st, log, func(prev, cur childState) { e.childChanged(name, prev, cur) })
+		if werr == nil {
+			e.watches[name] = w
+		}
+	}
+	if werr != nil {
+		log.Warn("endpoint's interface not watched: MAC changes, link state and multicast list are not followed", zap.Error(werr))
+	}
 	return nil
+}
+
+// stopWatch stops the watcher of endpoint name, if it has one.
+func (e *mvEngine) stopWatch(name string) {
+	if w := e.watches[name]; w != nil {
+		w.Close()
+		delete(e.watches, name)
+	}
+}
+
+// childChanged applies what an endpoint's watcher saw change (from the
+// watcher's goroutine; it takes no daemon lock).
+func (e *mvEngine) childChanged(name string, prev, cur childState) {
+	child := e.child(name)
+	log := e.d.log.With(zap.String("network", e.n.Name), zap.String("netns", name))
+	if cur.up != prev.up {
+		if err := e.par.sw.SetChildUp(child, cur.up); err == nil {
+			log.Info("endpoint link state", zap.Bool("up", cur.up))
+		}
+	}
+	if cur.all != prev.all || !slices.Equal(cur.groups, prev.groups) {
+		if err := e.par.sw.SetChildMulticast(child, cur.all, cur.groups); err == nil {
+			log.Debug("endpoint multicast filter", zap.Bool("all", cur.all), zap.Int("groups", len(cur.groups)))
+		}
+	}
+	if len(cur.mac) == 6 && len(prev.mac) == 6 && !bytes.Equal(cur.mac, prev.mac) {
+		e.macChanged(log, name, prev.mac, cur.mac)
+	}
+}
+
+// macChanged follows an endpoint's MAC change as the kernel's
+// macvlan_set_mac_address does: in passthru the parent takes it;
+// otherwise the child is re-keyed, unless the MAC is taken (the kernel
+// refuses that change with EADDRINUSE; here it has happened already, so
+// the switch keeps the old MAC and says so).
+func (e *mvEngine) macChanged(log *zap.Logger, name string, old, mac net.HardwareAddr) {
+	m := e.n.Macvlan
+	if e.mode == macvlan.Passthru {
+		if err := setLinkMAC(m.ParentNetns, m.Parent, mac); err != nil {
+			log.Error("passthru endpoint's new MAC not applied to the parent", zap.Stringer("mac", mac), zap.Error(err))
+		} else {
+			log.Info("passthru endpoint's new MAC applied to the parent", zap.Stringer("mac", mac), zap.String("parent", m.Parent))
+		}
+		e.par.sw.SetParentMAC([6]byte(mac))
+	}
+	if err := e.par.sw.SetChildMAC(e.child(name), [6]byte(mac)); err != nil {
+		log.Warn("endpoint's new MAC not taken; the switch keeps the old one", zap.Stringer("mac", mac), zap.Stringer("old", old), zap.Error(err))
+		return
+	}
+	if e.mode == macvlan.Private || e.mode == macvlan.Passthru {
+		// The parent's tc drop for the child's hairpinned multicast
+		// follows its MAC: the new one first, so none slips through.
+		if _, err := setConsume(m.ParentNetns, m.Parent, mac, true); err != nil {
+			log.Warn("the parent's tc drop for the new MAC", zap.Error(err))
+		}
+		if _, err := setConsume(m.ParentNetns, m.Parent, old, false); err != nil {
+			log.Warn("removing the parent's tc drop for the old MAC", zap.Error(err))
+		}
+	}
+	log.Info("endpoint's MAC changed", zap.Stringer("mac", mac), zap.Stringer("old", old))
+	go e.d.macvlanMACChanged(e.n.Name, name)
+}
+
+// macvlanMACChanged records the MAC an endpoint has on the switch now,
+// after its watcher saw it change.
+func (d *Daemon) macvlanMACChanged(network, name string) {
+	if d.lockOpen() != nil {
+		return
+	}
+	defer d.mu.Unlock()
+	n, rn := d.st.Networks[network], d.nets[network]
+	if n == nil || rn == nil {
+		return
+	}
+	e, ok := rn.br.(*mvEngine)
+	ep := n.Endpoints[name]
+	if !ok || ep == nil {
+		return
+	}
+	ci, err := e.par.sw.Child(e.child(name))
+	if err != nil || ci.MAC == "" || ci.MAC == ep.MAC {
+		return
+	}
+	ep.MAC = ci.MAC
+	if err := d.saveLocked(); err != nil {
+		d.log.Warn("saving an endpoint's new MAC", zap.String("network", network), zap.String("netns", name), zap.Error(err))
+	}
 }
 
 // consume sets or clears the parent's tc drops for a child (see
@@ -510,6 +635,7 @@ func (e *mvEngine) consume(hw net.HardwareAddr, on bool) error {
 
 // RemovePort removes the endpoint name's child.
 func (e *mvEngine) RemovePort(name string) error {
+	e.stopWatch(name)
 	ci, err := e.par.sw.Child(e.child(name))
 	if err != nil {
 		return fmt.Errorf("macvlan network %q: port %q: %w", e.n.Name, name, bridge.ErrNoPort)
@@ -579,6 +705,9 @@ func (e *mvEngine) SetMACLimits(limit, n int) {}
 func (e *mvEngine) Close() error {
 	for _, ci := range e.mine() {
 		_ = e.RemovePort(strings.TrimPrefix(ci.Name, e.n.Name+"/"))
+	}
+	for name := range e.watches { // of children the engine dropped itself
+		e.stopWatch(name)
 	}
 	delete(e.par.users, e.n.Name)
 	if len(e.par.users) == 0 {

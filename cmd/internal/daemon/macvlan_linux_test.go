@@ -6,11 +6,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
 	"github.com/switchyard-net/switchyard/internal/nstest"
 	"github.com/switchyard-net/switchyard/internal/testns"
 	"github.com/switchyard-net/switchyard/netns"
+	"github.com/switchyard-net/switchyard/switch/macvlan"
 )
 
 // mvWire makes a parent for macvlan tests: link up0 in a parent namespace,
@@ -317,5 +319,257 @@ func TestMacvlanHostAccess(t *testing.T) {
 	}
 	if ok, _ := netns.LinkExists(par, ha.IfName); ok {
 		t.Errorf("host-access link %s left after rm", ha.IfName)
+	}
+}
+
+// mvChild returns what the macvlan engine holds for endpoint ns of
+// network.
+func mvChild(t *testing.T, td *testDaemon, network, ns string) macvlan.PortInfo {
+	t.Helper()
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	rn := td.nets[network]
+	if rn == nil {
+		t.Fatalf("network %s not running", network)
+	}
+	e := rn.br.(*mvEngine)
+	ci, err := e.par.sw.Child(e.child(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ci
+}
+
+// eventually waits up to 5 s for cond, and fails with what otherwise.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 5 s", what)
+		}
+	}
+}
+
+// TestMacvlanPassthruMACChange: a MAC set on the passthru endpoint's
+// interface after connect goes to the parent, as the kernel applies a
+// passthru macvlan's MAC change to its lower device; traffic follows; rm
+// puts the parent's first MAC back.
+func TestMacvlanPassthruMACChange(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	for _, kind := range []string{api.KindVeth, api.KindTap} {
+		t.Run(kind, func(t *testing.T) { testPassthruMACChange(t, kind) })
+	}
+}
+
+func testPassthruMACChange(t *testing.T, kind string) {
+	par, ext := mvWire(t, "198.18.62.200")
+	a := newNS(t)
+	mac0, promisc0 := parentState(t, par)
+	dir := stateDir(t)
+	td := start(t, dir)
+	if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "mvpm", Driver: api.DriverMacvlan, Mode: "passthru",
+		Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.62.0/24"), AuxAddresses: wireAux("198.18.62.200")}); err != nil {
+		t.Fatal(err)
+	}
+	pa, err := td.c.Connect(ctx(), "mvpm", api.EndpointCreate{Netns: a, Kind: kind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPing(t, ext, addrOf(pa.IPv4))
+	for i, mac := range []string{"02:5a:00:00:62:01", "02:5a:00:00:62:02"} {
+		if out, err := inNS(a, "ip", "link", "set", "eth0", "address", mac); err != nil {
+			t.Fatalf("set the endpoint's MAC: %v: %s", err, out)
+		}
+		eventually(t, "the parent takes the endpoint's new MAC "+mac, func() bool { m, _ := parentState(t, par); return m == mac })
+		if ci := mvChild(t, td, "mvpm", a); ci.MAC != mac {
+			t.Errorf("engine's child MAC %s, want %s", ci.MAC, mac)
+		}
+		eventually(t, "the record takes the new MAC", func() bool {
+			n, err := td.c.Network(ctx(), "mvpm")
+			return err == nil && findPort(t, n, a).MAC == mac
+		})
+		if _, p := parentState(t, par); !p {
+			t.Error("parent no longer promiscuous")
+		}
+		if out, err := inNS(ext, "ip", "neigh", "flush", "all"); err != nil {
+			t.Fatalf("flush neighbours: %v: %s", err, out)
+		}
+		mustPing(t, ext, addrOf(pa.IPv4))
+		mustPing(t, a, "198.18.62.200")
+		if i == 0 {
+			// A restart re-adopts the endpoint with its new MAC.
+			td.stop(t)
+			td = start(t, dir)
+			if m, _ := parentState(t, par); m != mac {
+				t.Errorf("parent's MAC after a restart %s, want %s", m, mac)
+			}
+		}
+	}
+	if err := td.c.RemoveNetwork(ctx(), "mvpm"); err != nil {
+		t.Fatal(err)
+	}
+	if mac, p := parentState(t, par); mac != mac0 || p != promisc0 {
+		t.Errorf("parent after rm: MAC %s promisc %v; want %s %v as before", mac, p, mac0, promisc0)
+	}
+}
+
+// TestMacvlanMACChange: in bridge mode an endpoint's new MAC re-keys it
+// (fdb, state, traffic); a MAC another endpoint has is not taken, as the
+// kernel refuses it.
+func TestMacvlanMACChange(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	par, ext := mvWire(t, "198.18.62.200")
+	a, b := newNS(t), newNS(t)
+	td := start(t, stateDir(t))
+	if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "mvmc", Driver: api.DriverMacvlan, Mode: "bridge",
+		Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.62.0/24"), AuxAddresses: wireAux("198.18.62.200")}); err != nil {
+		t.Fatal(err)
+	}
+	pa, err := td.c.Connect(ctx(), "mvmc", api.EndpointCreate{Netns: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := td.c.Connect(ctx(), "mvmc", api.EndpointCreate{Netns: b, Kind: api.KindTap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mac = "02:5a:00:00:62:0b"
+	if out, err := inNS(b, "ip", "link", "set", "eth0", "address", mac); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	eventually(t, "fdb lists b's new MAC", func() bool {
+		fdb, err := td.c.FDB(ctx(), "mvmc")
+		if err != nil {
+			return false
+		}
+		for _, e := range fdb {
+			if e.Port == b {
+				return e.MAC == mac
+			}
+		}
+		return false
+	})
+	eventually(t, "the record takes the new MAC", func() bool {
+		n, err := td.c.Network(ctx(), "mvmc")
+		return err == nil && findPort(t, n, b).MAC == mac
+	})
+	for _, ns := range []string{a, ext} {
+		if out, err := inNS(ns, "ip", "neigh", "flush", "all"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	mustPing(t, a, addrOf(pb.IPv4))
+	mustPing(t, ext, addrOf(pb.IPv4))
+	// a's MAC: the switch keeps b's.
+	if out, err := inNS(b, "ip", "link", "set", "eth0", "address", pa.MAC); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	time.Sleep(3 * mvWatchPoll)
+	if ci := mvChild(t, td, "mvmc", b); ci.MAC != mac {
+		t.Errorf("b took a's MAC on the switch: %s", ci.MAC)
+	}
+	if ci := mvChild(t, td, "mvmc", a); ci.MAC != pa.MAC {
+		t.Errorf("a's MAC on the switch: %s, want %s", ci.MAC, pa.MAC)
+	}
+	mustPing(t, ext, addrOf(pa.IPv4))
+	if err := td.c.RemoveNetwork(ctx(), "mvmc"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMacvlanLinkDown: an endpoint whose interface is down gets nothing
+// (counted as child_down), in bridge mode from a sibling and from the
+// wire; up again, it is reached again. A veth and a TAP endpoint.
+func TestMacvlanLinkDown(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	par, ext := mvWire(t, "198.18.62.200")
+	a := newNS(t)
+	td := start(t, stateDir(t))
+	if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "mvld", Driver: api.DriverMacvlan, Mode: "bridge",
+		Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.62.0/24"), AuxAddresses: wireAux("198.18.62.200")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := td.c.Connect(ctx(), "mvld", api.EndpointCreate{Netns: a}); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{api.KindVeth, api.KindTap} {
+		t.Run(kind, func(t *testing.T) {
+			b := newNS(t)
+			pb, err := td.c.Connect(ctx(), "mvld", api.EndpointCreate{Netns: b, Kind: kind})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustPing(t, a, addrOf(pb.IPv4))
+			if out, err := inNS(b, "ip", "link", "set", "eth0", "down"); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			eventually(t, "engine sees the endpoint down", func() bool { return mvChild(t, td, "mvld", b).Down })
+			if !pingNone(t, a, addrOf(pb.IPv4)) {
+				t.Error("a sibling reaches the down endpoint")
+			}
+			if !pingNone(t, ext, addrOf(pb.IPv4)) {
+				t.Error("the wire reaches the down endpoint")
+			}
+			n, err := td.c.Network(ctx(), "mvld")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := findPort(t, n, b).Counters.Drops["child_down"]; d == 0 {
+				t.Errorf("no child_down drops counted on the down endpoint: %+v", findPort(t, n, b).Counters)
+			}
+			if out, err := inNS(b, "ip", "link", "set", "eth0", "up"); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			eventually(t, "engine sees the endpoint up", func() bool { return !mvChild(t, td, "mvld", b).Down })
+			mustPing(t, a, addrOf(pb.IPv4))
+			mustPing(t, ext, addrOf(pb.IPv4))
+			if err := td.c.Disconnect(ctx(), "mvld", b); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	td.mu.Lock()
+	watches := len(td.nets["mvld"].br.(*mvEngine).watches)
+	td.mu.Unlock()
+	if watches != 1 {
+		t.Errorf("%d endpoint watchers after the disconnects, want 1", watches)
+	}
+	if err := td.c.RemoveNetwork(ctx(), "mvld"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMacvlanPortGone: a macvlan endpoint's namespace deleted while the
+// daemon runs is noticed and cleaned up; the watcher does not keep the
+// namespace (and so the veth) alive.
+func TestMacvlanPortGone(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	par, _ := mvWire(t, "198.18.62.200")
+	a := newNS(t)
+	td := start(t, stateDir(t))
+	if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "mvpg", Driver: api.DriverMacvlan, Mode: "vepa",
+		Parent: "up0", ParentNetns: par, Subnets: subnet("198.18.62.0/24"), AuxAddresses: wireAux("198.18.62.200")}); err != nil {
+		t.Fatal(err)
+	}
+	pa, err := td.c.Connect(ctx(), "mvpg", api.EndpointCreate{Netns: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Delete(a); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deleted namespace's endpoint cleaned up", func() bool {
+		n, err := td.c.Network(ctx(), "mvpg")
+		return err == nil && !hasPort(n, a)
+	})
+	if hostLinkExists(t, "", pa.HostLink) {
+		t.Error("host link left")
+	}
+	if err := td.c.RemoveNetwork(ctx(), "mvpg"); err != nil {
+		t.Fatal(err)
 	}
 }
