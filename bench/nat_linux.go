@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -217,29 +216,10 @@ func (p natSwitchyardPeer) up(ctx context.Context, b *bencher) (*instance, error
 		if b.r.tpacket != "" {
 			args = append(args, "-tpacket", b.r.tpacket)
 		}
-		sw, err := startProc("switchyard nat worker", b.worker(b.r.swCPU, args...))
-		if err != nil {
+		if err := startWorker(ctx, b, in, p.name(), "switchyard nat worker", args); err != nil {
 			return err
-		}
-		if err := sw.waitLine(ctx, lineReady, startTimeout); err != nil {
-			sw.stop(time.Second)
-			return err
-		}
-		in.procs = []*proc{sw}
-		if testHookSwitch != nil {
-			testHookSwitch(p.name(), sw.cmd.Process.Pid)
 		}
 		in.targets = natTargets(t, natUplinkMAC)
-		in.cpu = func() (float64, error) { return procCPUSeconds(sw.cmd.Process.Pid) }
-		var ports json.RawMessage
-		in.stop = func() error {
-			err := sw.stop(5 * time.Second)
-			if l := sw.lastLine(); json.Valid([]byte(l)) && l != lineReady {
-				ports = json.RawMessage(l)
-			}
-			return err
-		}
-		in.ports = func() json.RawMessage { return ports }
 		in.info = PeerInfo{Desc: "switchyard's bridge, gateway and NAT as the daemon runs a network with an uplink: inside endpoints " +
 			"over AF_PACKET rings (TPACKET_" + tpacketName(b.r.tpacket) + "), the uplink a ring on S's outside veth with the " +
 			"published ports on its external addresses and masquerade; A outside",

@@ -192,28 +192,9 @@ func (p switchyardPeer) up(ctx context.Context, b *bencher) (*instance, error) {
 				args = append(args, "-tpacket", b.r.tpacket)
 			}
 		}
-		sw, err := startProc("switchyard worker", b.worker(b.r.swCPU, args...))
-		if err != nil {
+		if err := startWorker(ctx, b, in, p.name(), "switchyard worker", args); err != nil {
 			return err
 		}
-		if err := sw.waitLine(ctx, lineReady, startTimeout); err != nil {
-			sw.stop(time.Second)
-			return err
-		}
-		in.procs = []*proc{sw}
-		if testHookSwitch != nil {
-			testHookSwitch(p.name(), sw.cmd.Process.Pid)
-		}
-		in.cpu = func() (float64, error) { return procCPUSeconds(sw.cmd.Process.Pid) }
-		var ports json.RawMessage
-		in.stop = func() error {
-			err := sw.stop(5 * time.Second)
-			if l := sw.lastLine(); json.Valid([]byte(l)) && l != lineReady {
-				ports = json.RawMessage(l)
-			}
-			return err
-		}
-		in.ports = func() json.RawMessage { return ports }
 		in.info = PeerInfo{Desc: "switchyard's learning bridge over AF_PACKET rings (TPACKET_" + tpacketName(b.r.tpacket) + ") on veths",
 			CPU: "the switch worker's CPU time, all threads (/proc/PID/task/*/schedstat), with the softirq work its sends run inline"}
 		if p.tap {
@@ -221,6 +202,35 @@ func (p switchyardPeer) up(ctx context.Context, b *bencher) (*instance, error) {
 		}
 		return nil
 	})
+}
+
+// startWorker starts a switchyard bench worker in S with args, waits for
+// it to say it is ready and makes it in's switch: its process, CPU time,
+// stop, and the counters it prints when it ends.
+func startWorker(ctx context.Context, b *bencher, in *instance, peer, label string, args []string) error {
+	sw, err := startProc(label, b.worker(b.r.swCPU, args...))
+	if err != nil {
+		return err
+	}
+	if err := sw.waitLine(ctx, lineReady, startTimeout); err != nil {
+		sw.stop(time.Second)
+		return err
+	}
+	in.procs = []*proc{sw}
+	if testHookSwitch != nil {
+		testHookSwitch(peer, sw.cmd.Process.Pid)
+	}
+	in.cpu = func() (float64, error) { return procCPUSeconds(sw.cmd.Process.Pid) }
+	var ports json.RawMessage
+	in.stop = func() error {
+		err := sw.stop(5 * time.Second)
+		if l := sw.lastLine(); json.Valid([]byte(l)) && l != lineReady {
+			ports = json.RawMessage(l)
+		}
+		return err
+	}
+	in.ports = func() json.RawMessage { return ports }
+	return nil
 }
 
 func tpacketName(v string) string {

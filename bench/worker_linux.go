@@ -52,9 +52,7 @@ func Worker(args []string, stdout io.Writer) error {
 		var sc switchConfig
 		fs.StringVar(&sc.ports, "ports", "", "comma-separated interfaces to bridge over AF_PACKET rings")
 		fs.StringVar(&sc.taps, "taps", "", "comma-separated TAP endpoints to create and bridge: NAME=NETNS=MAC=ADDR/BITS")
-		fs.StringVar(&sc.tpacket, "tpacket", "", "ring version: v2 or v3 (default: the afpacket default)")
-		fs.DurationVar(&sc.busy, "busy-poll", 0, "how long ports poll their rings before sleeping")
-		fs.StringVar(&sc.tx, "tx", "ring", "transmit path: ring or mmsg")
+		sc.ringFlags(fs)
 		run = func(ctx context.Context) error { sc.netns = *ns; return switchWorker(ctx, stdout, sc) }
 	case "nat":
 		var nc natConfig
@@ -66,9 +64,7 @@ func Worker(args []string, stdout io.Writer) error {
 		fs.StringVar(&nc.ext, "ext", "", "comma-separated external addresses ADDR/BITS; masquerade uses the first")
 		fs.StringVar(&nc.publish, "publish", "", "comma-separated published ports: EXTIP:PORT[-END]=CTRIP:PORT/tcp|udp")
 		fs.StringVar(&nc.neigh, "neigh", "", "comma-separated inside neighbours pinned in the gateway: ADDR=MAC")
-		fs.StringVar(&nc.tpacket, "tpacket", "", "ring version: v2 or v3 (default: the afpacket default)")
-		fs.DurationVar(&nc.busy, "busy-poll", 0, "how long ports poll their rings before sleeping")
-		fs.StringVar(&nc.tx, "tx", "ring", "transmit path: ring or mmsg")
+		nc.ringFlags(fs)
 		run = func(ctx context.Context) error { nc.netns = *ns; return natWorker(ctx, stdout, nc) }
 	case "http-server":
 		listen := fs.String("listen", "", "IPv4 address:port to serve HTTP/1.0 on")
@@ -139,6 +135,13 @@ func Worker(args []string, stdout io.Writer) error {
 type switchConfig struct {
 	netns, ports, taps, tpacket, tx string
 	busy                            time.Duration
+}
+
+// ringFlags adds the ring ports' flags to fs.
+func (sc *switchConfig) ringFlags(fs *flag.FlagSet) {
+	fs.StringVar(&sc.tpacket, "tpacket", "", "ring version: v2 or v3 (default: the afpacket default)")
+	fs.DurationVar(&sc.busy, "busy-poll", 0, "how long ports poll their rings before sleeping")
+	fs.StringVar(&sc.tx, "tx", "ring", "transmit path: ring or mmsg")
 }
 
 // ringConfig is the ring ports' configuration.

@@ -221,3 +221,19 @@ func TestEngineExplain(t *testing.T) {
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func framesOf(d []byte) []port.Frame { return []port.Frame{{Data: d}} }
+
+// TestEngineHeldExpires checks that a packet held for a next hop that never
+// answers is dropped after pendingTimeout, counted and shown with its reason.
+func TestEngineHeldExpires(t *testing.T) {
+	e := newEngine(t)
+	rec := &recorder{}
+	e.gw.SetMirror(rec)
+	ip := ipv4(h2, farAway, layers.IPProtocolUDP, 64)
+	e.send(e.h2, eth(h2MAC, net.HardwareAddr(gwMAC[:])), ip, udpDgram(ip, 1, 2))
+	rec.wait(t, "note uplink out post-nat 198.19.0.2:1>198.19.200.9:2")
+	e.gw.Tick(time.Now().Add(pendingTimeout * time.Second))
+	rec.wait(t, "drop uplink out neigh-miss 198.19.0.2:1>198.19.200.9:2")
+	if c := e.gw.Counters(); c.NeighQueued != 1 || c.NeighMiss != 1 || c.RoutedOut != 0 {
+		t.Errorf("counters %+v", c)
+	}
+}

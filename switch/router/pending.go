@@ -33,32 +33,34 @@ type pendingQueue struct {
 	frames []pendingFrame
 }
 
-// expireLocked drops frames held longer than the timeout and returns how
-// many.
-func (q *pendingQueue) expireLocked(now uint32) int {
+// expireLocked drops frames held longer than the timeout and returns
+// them, appended to gone.
+func (q *pendingQueue) expireLocked(now uint32, gone []pendingFrame) []pendingFrame {
 	k := 0
 	for _, f := range q.frames {
 		if now-f.at < pendingTimeout {
 			q.frames[k] = f
 			k++
+		} else {
+			gone = append(gone, f)
 		}
 	}
-	gone := len(q.frames) - k
 	clear(q.frames[k:])
 	q.frames = q.frames[:k]
+	q.n.Store(int32(k))
 	return gone
 }
 
-// hold keeps a copy of f until hop is resolved. It reports how many frames
-// were dropped to make room or by age (the new one included when the
-// queue is full of younger frames for other hops).
-func (q *pendingQueue) hold(hop netip.Addr, uplink bool, f *port.Frame, routed *atomic.Uint64, now uint32) (dropped int) {
+// hold keeps a copy of f until hop is resolved. It returns the frames it
+// dropped to make room or by age (f itself when the queue is full of
+// younger frames for other hops).
+func (q *pendingQueue) hold(hop netip.Addr, uplink bool, f *port.Frame, routed *atomic.Uint64, now uint32) (dropped []pendingFrame) {
 	q.mu.Lock()
 	defer func() {
 		q.n.Store(int32(len(q.frames)))
 		q.mu.Unlock()
 	}()
-	dropped = q.expireLocked(now)
+	dropped = q.expireLocked(now, nil)
 	first, same := -1, 0
 	for i, p := range q.frames {
 		if p.hop == hop && p.uplink == uplink {
@@ -70,10 +72,10 @@ func (q *pendingQueue) hold(hop netip.Addr, uplink bool, f *port.Frame, routed *
 	}
 	switch {
 	case same >= pendingPerHop:
+		dropped = append(dropped, q.frames[first])
 		q.frames = append(q.frames[:first], q.frames[first+1:]...)
-		dropped++
 	case len(q.frames) >= pendingMax:
-		return dropped + 1
+		return append(dropped, pendingFrame{hop: hop, uplink: uplink, data: f.Data})
 	}
 	q.frames = append(q.frames, pendingFrame{hop: hop, uplink: uplink, at: now,
 		data: append([]byte(nil), f.Data...), vnet: f.VNet, routed: routed})
@@ -106,10 +108,35 @@ func (q *pendingQueue) release(hop netip.Addr, uplink bool) []pendingFrame {
 // holdFor keeps f for hop (on the uplink, or an endpoint's address) and
 // counts what it costs; routed counts it when it goes.
 func (p *Port) holdFor(hop netip.Addr, uplink bool, f *port.Frame, routed *atomic.Uint64) {
-	if d := p.pending.hold(hop, uplink, f, routed, p.now.Load()); d > 0 {
-		p.neighMiss.Add(uint64(d))
-	}
 	p.neighQueued.Add(1)
+	p.unheld(p.pending.hold(hop, uplink, f, routed, p.now.Load()))
+}
+
+// expirePending drops the frames that waited too long for their next hop.
+func (p *Port) expirePending() {
+	if p.pending.n.Load() == 0 {
+		return
+	}
+	p.pending.mu.Lock()
+	gone := p.pending.expireLocked(p.now.Load(), nil)
+	p.pending.mu.Unlock()
+	p.unheld(gone)
+}
+
+// unheld counts frames dropped from the queue and shows them to a capture.
+func (p *Port) unheld(gone []pendingFrame) {
+	if len(gone) == 0 {
+		return
+	}
+	p.neighMiss.Add(uint64(len(gone)))
+	mir := p.mirror.Load()
+	for _, f := range gone {
+		where := p.name
+		if f.uplink {
+			where = p.up.port
+		}
+		mir.drop(where, f.uplink, dropNeighMiss, f.data)
+	}
 }
 
 // releaseUplink sends the frames held for the uplink next hop a, now at mac.

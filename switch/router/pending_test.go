@@ -15,7 +15,7 @@ func TestPendingQueue(t *testing.T) {
 	fr := func(tag byte) *port.Frame { return &port.Frame{Data: []byte{tag, 1, 2, 3}} }
 	// Per address the newest pendingPerHop are kept.
 	for i := range pendingPerHop + 2 {
-		d := q.hold(a, true, fr(byte(i)), &routed, 10)
+		d := len(q.hold(a, true, fr(byte(i)), &routed, 10))
 		if want := 0; i >= pendingPerHop {
 			want = 1
 			if d != want {
@@ -45,13 +45,13 @@ func TestPendingQueue(t *testing.T) {
 		t.Fatal("held frame shares the caller's memory")
 	}
 	// Old frames go at the next hold; a full queue refuses the newest.
-	if d := q.hold(a, true, fr(1), &routed, 10+pendingTimeout); d != 1 || q.n.Load() != 1 {
+	if d := len(q.hold(a, true, fr(1), &routed, 10+pendingTimeout)); d != 1 || q.n.Load() != 1 {
 		t.Fatalf("expiry: %d dropped, %d held", d, q.n.Load())
 	}
 	for i := 0; q.n.Load() < pendingMax; i++ {
 		q.hold(netip.AddrFrom4([4]byte{198, 18, 1, byte(i)}), true, fr(0), &routed, 20)
 	}
-	if d := q.hold(b, true, fr(0), &routed, 20); d != 1 || q.n.Load() != pendingMax {
+	if d := len(q.hold(b, true, fr(0), &routed, 20)); d != 1 || q.n.Load() != pendingMax {
 		t.Fatalf("full queue: %d dropped, %d held", d, q.n.Load())
 	}
 }

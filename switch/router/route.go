@@ -97,12 +97,7 @@ func (p *Port) Tick(now time.Time) {
 	if d := now.Sub(p.start); d > 0 {
 		p.now.Store(uint32(d / time.Second))
 	}
-	if p.pending.n.Load() > 0 {
-		p.pending.mu.Lock()
-		p.neighMiss.Add(uint64(p.pending.expireLocked(p.now.Load())))
-		p.pending.n.Store(int32(len(p.pending.frames)))
-		p.pending.mu.Unlock()
-	}
+	p.expirePending()
 }
 
 // Uplink returns the bridge port that brings frames in from the uplink, or

@@ -253,6 +253,32 @@ func reach(t *testing.T, hosts []mvHost) map[string]bool {
 		}
 		defer conns[i].Close()
 	}
+	return gather(hosts, func(i int) deadliner { return conns[i] }, func(i int, buf []byte) (string, error) {
+		n, _, err := conns[i].ReadFromUDP(buf)
+		return string(buf[:n]), err
+	}, func() {
+		bcast := &net.UDPAddr{IP: net.ParseIP(mvSubnet + "255"), Port: mvPort}
+		for i, a := range hosts {
+			for _, b := range hosts {
+				if a.role != b.role {
+					if _, err := conns[i].WriteToUDP([]byte("u:"+a.role), &net.UDPAddr{IP: b.addr.AsSlice(), Port: mvPort}); err != nil {
+						t.Errorf("send %s to %s: %v", a.role, b.role, err)
+					}
+				}
+			}
+			if _, err := conns[i].WriteToUDP([]byte("b:"+a.role), bcast); err != nil {
+				t.Errorf("broadcast from %s: %v", a.role, err)
+			}
+		}
+	})
+}
+
+type deadliner interface{ SetReadDeadline(time.Time) error }
+
+// gather reads every host's socket (sock) in parallel for a moment while
+// send sends, and returns "TAG>ROLE" for every tag read yields on a host
+// ("" skips a read; an error, the deadline included, ends that host's).
+func gather(hosts []mvHost, sock func(i int) deadliner, read func(i int, buf []byte) (string, error), send func()) map[string]bool {
 	got := map[string]bool{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -261,32 +287,23 @@ func reach(t *testing.T, hosts []mvHost) map[string]bool {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, 256)
-			conns[i].SetReadDeadline(deadline)
+			buf := make([]byte, 2048)
+			sock(i).SetReadDeadline(deadline)
 			for {
-				n, _, err := conns[i].ReadFromUDP(buf)
+				tag, err := read(i, buf)
 				if err != nil {
 					return
 				}
+				if tag == "" {
+					continue
+				}
 				mu.Lock()
-				got[string(buf[:n])+">"+hosts[i].role] = true
+				got[tag+">"+hosts[i].role] = true
 				mu.Unlock()
 			}
 		}()
 	}
-	bcast := &net.UDPAddr{IP: net.ParseIP(mvSubnet + "255"), Port: mvPort}
-	for i, a := range hosts {
-		for _, b := range hosts {
-			if a.role != b.role {
-				if _, err := conns[i].WriteToUDP([]byte("u:"+a.role), &net.UDPAddr{IP: b.addr.AsSlice(), Port: mvPort}); err != nil {
-					t.Errorf("send %s to %s: %v", a.role, b.role, err)
-				}
-			}
-		}
-		if _, err := conns[i].WriteToUDP([]byte("b:"+a.role), bcast); err != nil {
-			t.Errorf("broadcast from %s: %v", a.role, err)
-		}
-	}
+	send()
 	wg.Wait()
 	return got
 }
@@ -382,43 +399,25 @@ func mreach(t *testing.T, hosts []mvHost) map[string]bool {
 		}
 		defer socks[i].Close()
 	}
-	got := map[string]bool{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(700 * time.Millisecond)
-	for i := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 2048)
-			socks[i].SetReadDeadline(deadline)
-			for {
-				n, err := socks[i].Read(buf)
-				if err != nil {
-					return
-				}
-				if n < 20 || !bytes.Equal(buf[:6], mvGroup) {
-					continue
-				}
-				tag, _, _ := bytes.Cut(buf[14:n], []byte{0})
-				mu.Lock()
-				got[string(tag)+">"+hosts[i].role] = true
-				mu.Unlock()
-			}
-		}()
-	}
-	for i, h := range hosts {
-		f := make([]byte, 60)
-		copy(f, mvGroup)
-		copy(f[6:], h.mac)
-		f[12], f[13] = mvEtherType>>8, mvEtherType&0xff
-		copy(f[14:], "m:"+h.role)
-		if _, err := socks[i].Write(f); err != nil {
-			t.Errorf("multicast from %s: %v", h.role, err)
+	return gather(hosts, func(i int) deadliner { return socks[i] }, func(i int, buf []byte) (string, error) {
+		n, err := socks[i].Read(buf)
+		if err != nil || n < 20 || !bytes.Equal(buf[:6], mvGroup) {
+			return "", err
 		}
-	}
-	wg.Wait()
-	return got
+		tag, _, _ := bytes.Cut(buf[14:n], []byte{0})
+		return string(tag), nil
+	}, func() {
+		for i, h := range hosts {
+			f := make([]byte, 60)
+			copy(f, mvGroup)
+			copy(f[6:], h.mac)
+			f[12], f[13] = mvEtherType>>8, mvEtherType&0xff
+			copy(f[14:], "m:"+h.role)
+			if _, err := socks[i].Write(f); err != nil {
+				t.Errorf("multicast from %s: %v", h.role, err)
+			}
+		}
+	})
 }
 
 // mmatrix prints a multicast reachability map, the diagonal included.
