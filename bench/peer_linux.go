@@ -208,7 +208,9 @@ func (p switchyardPeer) up(ctx context.Context, b *bencher) (*instance, error) {
 // it to say it is ready and makes it in's switch: its process, CPU time,
 // stop, and the counters it prints when it ends.
 func startWorker(ctx context.Context, b *bencher, in *instance, peer, label string, args []string) error {
-	sw, err := startProc(label, b.worker(b.r.swCPU, args...))
+	// Run in S as a whole (not only its ports' threads), so that sysfs
+	// shows S's interfaces and the ports can set their receive steering.
+	sw, err := startProc(label, b.workerIn(in.topo.S, b.r.swCPU, args...))
 	if err != nil {
 		return err
 	}

@@ -82,6 +82,11 @@ type Config struct {
 	// (the kernel segments GSO and finishes checksums) and Offloads
 	// reports false.
 	DisableVNetHdr bool
+	// DisableRxSteering leaves the interface's receive packet steering
+	// alone. By default Open steers each flow's frames to one of the CPUs
+	// the process may run on (rps_cpus), when no mask is set yet, and
+	// Close restores it: see steer_linux.go for why.
+	DisableRxSteering bool
 	// DisableQdiscBypass sends through the interface's qdisc instead of
 	// straight to the driver (PACKET_QDISC_BYPASS, on by default).
 	DisableQdiscBypass bool
