@@ -368,7 +368,13 @@ func (n *NAT) Translate(side Side, b []byte, pr *frame.Parsed, vnet *frame.VNetH
 	case keyNone:
 		return Pass
 	}
-	return n.translateFlow(k, n.t.hash(k), b, pr, vnet)
+	// As translateFlow, written out: one call less on the fast path.
+	var tgt key
+	if !n.lookupHashed(k, n.t.hash(k), pr, len(b), &tgt) {
+		return n.newFlow(k, b, pr, vnet)
+	}
+	n.rewrite(b, pr, vnet, k, tgt)
+	return Forward
 }
 
 // translateFlow is Translate for a packet of the flow key k, whose hash is h.
