@@ -368,8 +368,19 @@ func (n *NAT) Translate(side Side, b []byte, pr *frame.Parsed, vnet *frame.VNetH
 	case keyNone:
 		return Pass
 	}
+	// As translateFlow, written out: one call less on the fast path.
 	var tgt key
-	if !n.lookup(k, pr, len(b), &tgt) {
+	if !n.lookupHashed(k, n.t.hash(k), pr, len(b), &tgt) {
+		return n.newFlow(k, b, pr, vnet)
+	}
+	n.rewrite(b, pr, vnet, k, tgt)
+	return Forward
+}
+
+// translateFlow is Translate for a packet of the flow key k, whose hash is h.
+func (n *NAT) translateFlow(k key, h uint64, b []byte, pr *frame.Parsed, vnet *frame.VNetHdr) Verdict {
+	var tgt key
+	if !n.lookupHashed(k, h, pr, len(b), &tgt) {
 		return n.newFlow(k, b, pr, vnet)
 	}
 	n.rewrite(b, pr, vnet, k, tgt)
@@ -406,8 +417,12 @@ func keyOf(side Side, pr *frame.Parsed) (key, int) {
 // tgt to what the packet becomes. It reports false when there is no live
 // flow (an expired one is removed on the way).
 func (n *NAT) lookup(k key, pr *frame.Parsed, size int, tgt *key) bool {
+	return n.lookupHashed(k, n.t.hash(k), pr, size, tgt)
+}
+
+// lookupHashed is lookup for a key whose hash h the caller has.
+func (n *NAT) lookupHashed(k key, h uint64, pr *frame.Parsed, size int, tgt *key) bool {
 	t := n.t
-	h := t.hash(k)
 	s := &t.shards[t.shardOf(h)]
 	s.mu.Lock()
 	i := t.findLocked(s, k, h)

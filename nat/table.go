@@ -64,6 +64,9 @@ func slotRef(s uint64) (idx uint32, dir int) {
 	return r >> 1, int(r & 1)
 }
 
+// A shard's slots are read and written under its lock, except that the
+// batch path (batch.go) reads them without it, atomically, as a hint of
+// which entry to start loading; every write is therefore an atomic store.
 type shard struct {
 	mu     sync.Mutex
 	slots  []uint64
@@ -167,14 +170,14 @@ func (s *shard) insertLocked(h uint64, idx uint32, dir int) {
 	for s.slots[i] != 0 {
 		i = (i + 1) & s.mask
 	}
-	s.slots[i] = mkslot(tag, idx, dir)
+	atomic.StoreUint64(&s.slots[i], mkslot(tag, idx, dir))
 }
 
 // removeLocked empties position i and shifts later slots of the same
 // probe run back, so lookups never need tombstones.
 func (s *shard) removeLocked(i uint32) {
 	for {
-		s.slots[i] = 0
+		atomic.StoreUint64(&s.slots[i], 0)
 		j := i
 		for {
 			j = (j + 1) & s.mask
@@ -185,7 +188,7 @@ func (s *shard) removeLocked(i uint32) {
 			home := uint32(sl) & s.mask
 			// Move it to i unless its home lies cyclically in (i, j].
 			if (i < j && (home <= i || home > j)) || (i > j && home <= i && home > j) {
-				s.slots[i] = sl
+				atomic.StoreUint64(&s.slots[i], sl)
 				i = j
 				break
 			}

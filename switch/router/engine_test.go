@@ -1,6 +1,7 @@
 package router
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -292,5 +293,73 @@ func TestEnginePublished(t *testing.T) {
 	}
 	if c := e.gw.Counters(); c.Hairpinned != 2 || c.Resets != 2 {
 		t.Errorf("counters %+v", c)
+	}
+}
+
+// TestEngineBatches sends 40 flows' SYNs from h2 in one write, with a
+// ping to the gateway and a TTL-expired datagram among them, then the 40
+// SYN-ACKs from outside in one write: every flow is masqueraded and
+// answered through the batched NAT path, and the others handled as alone.
+func TestEngineBatches(t *testing.T) {
+	e := newEngine(t)
+	ip := ipv4(h2, farAway, layers.IPProtocolTCP, 64)
+	e.send(e.h2, eth(h2MAC, net.HardwareAddr(gwMAC[:])), ip, tcpSeg(ip, 40999, 80, true, false))
+	e.answerARP(upGW, upMAC)
+	e.expect(e.outside, "held SYN", func(p gopacket.Packet) bool { return tcpOf(p) != nil })
+
+	const flows = 40
+	var out []port.Frame
+	for i := range flows {
+		ip := ipv4(h2, farAway, layers.IPProtocolTCP, 64)
+		out = append(out, port.Frame{Data: build(t, eth(h2MAC, net.HardwareAddr(gwMAC[:])), ip, tcpSeg(ip, uint16(41000+i), 80, true, false))})
+		switch i {
+		case 3:
+			pip := ipv4(h2, gw4, layers.IPProtocolICMPv4, 64)
+			out = append(out, port.Frame{Data: build(t, eth(h2MAC, net.HardwareAddr(gwMAC[:])), pip,
+				&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 9, Seq: 1})})
+		case 20:
+			tip := ipv4(h2, farAway, layers.IPProtocolUDP, 1)
+			out = append(out, port.Frame{Data: build(t, eth(h2MAC, net.HardwareAddr(gwMAC[:])), tip, udpDgram(tip, 1, 2))})
+		}
+	}
+	if n, err := e.h2.Write(out); n != len(out) {
+		t.Fatalf("wrote %d of %d: %v", n, len(out), err)
+	}
+	for i := range flows {
+		sport := layers.TCPPort(41000 + i)
+		p := e.expect(e.outside, fmt.Sprintf("SYN %d", i), func(p gopacket.Packet) bool { return tcpOf(p) != nil && tcpOf(p).SrcPort == sport })
+		if ip := ipOf(p); !ip.SrcIP.Equal(ext.AsSlice()) || !ip.DstIP.Equal(farAway.AsSlice()) || ip.TTL != 63 || !verified(p) {
+			t.Fatalf("SYN %d: %v", i, p)
+		}
+	}
+	e.expect(e.h2, "echo reply", func(p gopacket.Packet) bool {
+		ic, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+		return ok && ic.TypeCode.Type() == layers.ICMPv4TypeEchoReply
+	})
+	e.expect(e.h2, "time exceeded", func(p gopacket.Packet) bool {
+		ic, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+		return ok && ic.TypeCode.Type() == layers.ICMPv4TypeTimeExceeded
+	})
+
+	var in []port.Frame
+	for i := range flows {
+		rip := ipv4(farAway, ext, layers.IPProtocolTCP, 50)
+		in = append(in, port.Frame{Data: build(t, eth(upMAC, net.HardwareAddr(extMAC[:])), rip, tcpSeg(rip, 80, uint16(41000+i), true, true))})
+	}
+	if n, err := e.outside.Write(in); n != len(in) {
+		t.Fatalf("wrote %d of %d: %v", n, len(in), err)
+	}
+	for i := range flows {
+		dport := layers.TCPPort(41000 + i)
+		p := e.expect(e.h2, fmt.Sprintf("SYN-ACK %d", i), func(p gopacket.Packet) bool { return tcpOf(p) != nil && tcpOf(p).DstPort == dport })
+		if ip := ipOf(p); !ip.SrcIP.Equal(farAway.AsSlice()) || !ip.DstIP.Equal(h2.AsSlice()) || ip.TTL != 49 || !verified(p) {
+			t.Fatalf("SYN-ACK %d: %v", i, p)
+		}
+	}
+	if c := e.gw.Counters(); c.RoutedOut != flows+1 || c.RoutedIn != flows || c.TTLExceeded != 1 || c.EchoReplies != 1 || c.NATDropped != 0 {
+		t.Errorf("counters %+v", c)
+	}
+	if s := e.nat.Stats(); s.Flows != flows+1 {
+		t.Errorf("nat %+v", s)
 	}
 }

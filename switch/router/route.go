@@ -30,7 +30,11 @@ type routing struct {
 
 // scratch is one Write call's working memory.
 type scratch struct {
-	pr    frame.Parsed
+	// The batch's frames decoded, and their flows' lookahead in the NAT:
+	// a batch is decoded and looked at first, then handled frame by
+	// frame, so that the NAT's table misses of the batch overlap.
+	prs   [nat.BatchMax]frame.Parsed
+	la    nat.Lookahead
 	reply [9216]byte     // a reply to queue (copied by the queue)
 	up    []port.Frame   // frames for the uplink, written once per batch
 	arena [16][1600]byte // frames the gateway makes for the uplink
@@ -151,10 +155,10 @@ func (p *Port) learnInside(pr *frame.Parsed) {
 	}
 }
 
-// route handles an IPv4 frame for the gateway's MAC from an endpoint. It
-// returns the length of a reply left in sc.reply, or 0.
-func (p *Port) route(sc *scratch, f *port.Frame) int {
-	pr := &sc.pr
+// route handles an IPv4 frame for the gateway's MAC from an endpoint,
+// frame i of its batch, decoded in pr. It returns the length of a reply
+// left in sc.reply, or 0.
+func (p *Port) route(sc *scratch, f *port.Frame, pr *frame.Parsed, i int) int {
 	d := f.Data
 	ours := has(p.v4, pr.DstIP) || (p.up != nil && has(p.up.addrs, pr.DstIP))
 	echo := pr.Proto == frame.ProtoICMPv4 && pr.ICMPType == frame.ICMPv4EchoRequest
@@ -171,7 +175,7 @@ func (p *Port) route(sc *scratch, f *port.Frame) int {
 		return p.timeExceeded(sc, pr, d)
 	}
 	sc.keepPre(d, f.VNet)
-	switch v := p.nat.Translate(nat.Inside, d, pr, &f.VNet); v.Kind() {
+	switch v := p.nat.TranslateAt(&sc.la, i, nat.Inside, d, pr, &f.VNet); v.Kind() {
 	case nat.Pass:
 		if echo && ours {
 			all := p.v4
@@ -372,24 +376,30 @@ func (u *Uplink) srcFor(hop netip.Addr) netip.Addr {
 
 // Read returns frames from the uplink for endpoints.
 func (u *Uplink) Read(frames []port.Frame) (int, error) {
+	sc := &u.sc
 	for {
 		n, err := u.p.Read(frames)
 		if err != nil {
 			return 0, err
 		}
-		u.sc.mir = u.r.mirror.Load()
+		sc.mir = u.r.mirror.Load()
 		k := 0
 		var bytes uint64
-		for i := 0; i < n; i++ {
-			if u.inbound(&frames[i]) {
-				frames[k] = frames[i]
-				bytes += uint64(len(frames[k].Data))
-				k++
+		for lo := 0; lo < n; lo += nat.BatchMax {
+			hi := min(n, lo+nat.BatchMax)
+			u.look(frames[lo:hi])
+			for i := lo; i < hi; i++ {
+				u.r.nat.Touch(&sc.la, i-lo+nat.TouchAhead)
+				if u.inbound(&frames[i], &sc.prs[i-lo], i-lo) {
+					frames[k] = frames[i]
+					bytes += uint64(len(frames[k].Data))
+					k++
+				}
 			}
 		}
-		if len(u.sc.up) > 0 {
-			_, _ = u.p.Write(u.sc.up)
-			u.sc.reset()
+		if len(sc.up) > 0 {
+			_, _ = u.p.Write(sc.up)
+			sc.reset()
 		}
 		if k > 0 {
 			u.ctr.RxFrames.Add(uint64(k))
@@ -399,14 +409,28 @@ func (u *Uplink) Read(frames []port.Frame) (int, error) {
 	}
 }
 
-// inbound handles one frame from the uplink and reports whether it now
-// goes to an endpoint.
-func (u *Uplink) inbound(f *port.Frame) bool {
+// look decodes a batch of at most nat.BatchMax frames from the uplink and
+// starts the NAT's lookahead for those it will translate.
+func (u *Uplink) look(frames []port.Frame) {
+	sc := &u.sc
+	sc.la.Reset(len(frames))
+	for i := range frames {
+		pr := &sc.prs[i]
+		d := frames[i].Data
+		pr.Decode(d)
+		if pr.Reason == frame.OK && pr.IPVersion == 4 && pr.DstMAC == u.mac && has(u.addrs, pr.DstIP) {
+			u.r.nat.Look(&sc.la, i, nat.Outside, d, pr)
+		}
+	}
+	u.r.nat.TouchFirst(&sc.la, len(frames))
+}
+
+// inbound handles one frame from the uplink, frame i of its batch, decoded
+// in pr, and reports whether it now goes to an endpoint.
+func (u *Uplink) inbound(f *port.Frame, pr *frame.Parsed, i int) bool {
 	r := u.r
 	sc := &u.sc
-	pr := &sc.pr
 	d := f.Data
-	pr.Decode(d)
 	if pr.Reason != frame.OK {
 		r.bad.Add(1)
 		sc.mir.drop(u.port, false, dropMalformed, d)
@@ -439,7 +463,7 @@ func (u *Uplink) inbound(f *port.Frame) bool {
 		return false
 	}
 	sc.keepPre(d, f.VNet)
-	switch v := r.nat.Translate(nat.Outside, d, pr, &f.VNet); v.Kind() {
+	switch v := r.nat.TranslateAt(&sc.la, i, nat.Outside, d, pr, &f.VNet); v.Kind() {
 	case nat.Drop:
 		r.natDrop.Add(1)
 		sc.mir.drop(u.port, false, natDropName(v.Reason()), d)

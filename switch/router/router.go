@@ -204,46 +204,76 @@ func (p *Port) Write(frames []port.Frame) (int, error) {
 	defer p.scratch.Put(sc)
 	sc.reset()
 	sc.mir = p.mirror.Load()
-	pr := &sc.pr
-	for i := range frames {
-		f := &frames[i]
-		d := f.Data
-		p.ctr.TxFrames.Add(1)
-		p.ctr.TxBytes.Add(uint64(len(d)))
-		pr.Decode(d)
-		if pr.Reason != frame.OK {
-			p.bad.Add(1)
-			sc.mir.drop(p.name, true, dropMalformed, d)
-			continue
-		}
-		if pr.DstMAC != p.mac && !pr.DstMAC.IsMulticast() {
-			p.other.Add(1)
-			continue
-		}
-		var n int
-		switch {
-		case pr.EtherType == frame.EtherTypeARP:
-			p.learnInside(pr)
-			n = p.arpReply(pr, d, sc.reply[:])
-		case pr.IPVersion == 4 && pr.DstMAC == p.mac:
-			p.learnInside(pr)
-			n = p.route(sc, f)
-		case pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == frame.ICMPv6EchoRequest:
-			n = p.echoReply(pr, d, sc.reply[:], p.mac, p.v6)
-		case pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == icmpv6NeighborSolicit:
-			n = p.neighborAdvert(pr, d, sc.reply[:])
-		case pr.IsIP() && pr.DstMAC == p.mac && !has(p.v4, pr.DstIP) && !has(p.v6, pr.DstIP):
-			p.unrt.Add(1)
-			sc.mir.drop(p.name, true, dropUnroutable, d)
-		default:
-			p.other.Add(1)
-		}
-		if n > 0 {
-			p.queue(port.Frame{Data: sc.reply[:n]})
+	for lo := 0; lo < len(frames); lo += nat.BatchMax {
+		hi := min(len(frames), lo+nat.BatchMax)
+		p.look(sc, frames[lo:hi])
+		for i := lo; i < hi; i++ {
+			if p.up != nil {
+				p.nat.Touch(&sc.la, i-lo+nat.TouchAhead)
+			}
+			p.handle(sc, &frames[i], &sc.prs[i-lo], i-lo)
 		}
 	}
 	p.flushUp(sc)
 	return len(frames), nil
+}
+
+// look decodes a batch of at most nat.BatchMax frames from the bridge and,
+// with an uplink, starts the NAT's lookahead for those it may route.
+func (p *Port) look(sc *scratch, frames []port.Frame) {
+	route := p.up != nil
+	if route {
+		sc.la.Reset(len(frames))
+	}
+	for i := range frames {
+		pr := &sc.prs[i]
+		d := frames[i].Data
+		pr.Decode(d)
+		if route && pr.Reason == frame.OK && pr.IPVersion == 4 && pr.DstMAC == p.mac {
+			p.nat.Look(&sc.la, i, nat.Inside, d, pr)
+		}
+	}
+	if route {
+		p.nat.TouchFirst(&sc.la, len(frames))
+	}
+}
+
+// handle takes one frame from the bridge, frame i of its batch, decoded in
+// pr.
+func (p *Port) handle(sc *scratch, f *port.Frame, pr *frame.Parsed, i int) {
+	d := f.Data
+	p.ctr.TxFrames.Add(1)
+	p.ctr.TxBytes.Add(uint64(len(d)))
+	if pr.Reason != frame.OK {
+		p.bad.Add(1)
+		sc.mir.drop(p.name, true, dropMalformed, d)
+		return
+	}
+	if pr.DstMAC != p.mac && !pr.DstMAC.IsMulticast() {
+		p.other.Add(1)
+		return
+	}
+	var n int
+	switch {
+	case pr.EtherType == frame.EtherTypeARP:
+		p.learnInside(pr)
+		n = p.arpReply(pr, d, sc.reply[:])
+	case pr.IPVersion == 4 && pr.DstMAC == p.mac:
+		p.learnInside(pr)
+		n = p.route(sc, f, pr, i)
+	case pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == frame.ICMPv6EchoRequest:
+		n = p.echoReply(pr, d, sc.reply[:], p.mac, p.v6)
+	case pr.IPVersion == 6 && pr.Proto == frame.ProtoICMPv6 && pr.ICMPType == icmpv6NeighborSolicit:
+		n = p.neighborAdvert(pr, d, sc.reply[:])
+	case pr.IsIP() && pr.DstMAC == p.mac && !has(p.v4, pr.DstIP) && !has(p.v6, pr.DstIP):
+		p.unrt.Add(1)
+		sc.mir.drop(p.name, true, dropUnroutable, d)
+	default:
+		p.other.Add(1)
+	}
+	if n > 0 {
+		p.queue(port.Frame{Data: sc.reply[:n]})
+	}
 }
 
 // queue hands a frame to the bridge through the gateway port's Read.
