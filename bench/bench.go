@@ -246,6 +246,9 @@ type Config struct {
 	// their rings before sleeping (afpacket.Config.BusyPoll); 0 means
 	// DefaultBusyPoll, negative means none.
 	BusyPoll time.Duration
+	// RxSteering has the switchyard workers' ring ports steer each
+	// flow's frames to the switch's CPU (afpacket.Config.RxSteering).
+	RxSteering bool
 	// TX is the switchyard worker's transmit path: "ring" (default) or
 	// "mmsg" (afpacket.TxSendmmsg).
 	TX string
@@ -281,6 +284,7 @@ type resolved struct {
 	tcpTool               string
 	tpacket               string
 	busyPoll              time.Duration
+	rxSteer               bool
 	tx                    string
 	worker                []string
 	epCPU, swCPU          int
@@ -294,7 +298,7 @@ func (c *Config) resolve(numCPU int) (resolved, error) {
 		cfg = *c
 	}
 	r := resolved{duration: cfg.Duration, reps: cfg.Reps, trials: cfg.Trials, eps: cfg.Endpoints,
-		quick: cfg.Quick, tcpTool: cfg.TCPTool, tpacket: cfg.TPacket, busyPoll: cfg.BusyPoll,
+		quick: cfg.Quick, tcpTool: cfg.TCPTool, tpacket: cfg.TPacket, busyPoll: cfg.BusyPoll, rxSteer: cfg.RxSteering,
 		tx: cfg.TX, logf: cfg.Logf, progress: cfg.Progress}
 	switch {
 	case r.busyPoll == 0:

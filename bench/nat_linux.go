@@ -216,6 +216,9 @@ func (p natSwitchyardPeer) up(ctx context.Context, b *bencher) (*instance, error
 		if b.r.tpacket != "" {
 			args = append(args, "-tpacket", b.r.tpacket)
 		}
+		if b.r.rxSteer {
+			args = append(args, "-rx-steering")
+		}
 		if err := startWorker(ctx, b, in, p.name(), "switchyard nat worker", args); err != nil {
 			return err
 		}

@@ -191,6 +191,9 @@ func (p switchyardPeer) up(ctx context.Context, b *bencher) (*instance, error) {
 			if b.r.tpacket != "" {
 				args = append(args, "-tpacket", b.r.tpacket)
 			}
+			if b.r.rxSteer {
+				args = append(args, "-rx-steering")
+			}
 		}
 		if err := startWorker(ctx, b, in, p.name(), "switchyard worker", args); err != nil {
 			return err

@@ -61,6 +61,7 @@ type Settings struct {
 	TCPTool       string  `json:"tcp_tool"`
 	TPacket       string  `json:"tpacket,omitempty"`
 	BusyPoll      string  `json:"busy_poll"`
+	RxSteering    bool    `json:"rx_steering,omitempty"`
 	TX            string  `json:"tx"`
 	EndpointCPU   int     `json:"endpoint_cpu"`
 	SwitchCPU     int     `json:"switch_cpu"`
@@ -232,6 +233,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "machine: %d CPUs (%s), kernel %s, %s, TCP congestion control %s\n",
 		m.CPUs, orUnknown(m.CPUModel), orUnknown(m.Kernel), orUnknown(m.GoVersion), orUnknown(m.CongestionControl))
 	fmt.Fprintf(w, "switchyard: tx %s, busy-poll %s", s.TX, s.BusyPoll)
+	if s.RxSteering {
+		fmt.Fprint(w, ", rx steering")
+	}
 	if s.TPacket != "" {
 		fmt.Fprintf(w, ", TPACKET_%s", strings.ToUpper(s.TPacket))
 	}

@@ -135,6 +135,7 @@ func Worker(args []string, stdout io.Writer) error {
 type switchConfig struct {
 	netns, ports, taps, tpacket, tx string
 	busy                            time.Duration
+	rxSteer                         bool
 }
 
 // ringFlags adds the ring ports' flags to fs.
@@ -142,11 +143,12 @@ func (sc *switchConfig) ringFlags(fs *flag.FlagSet) {
 	fs.StringVar(&sc.tpacket, "tpacket", "", "ring version: v2 or v3 (default: the afpacket default)")
 	fs.DurationVar(&sc.busy, "busy-poll", 0, "how long ports poll their rings before sleeping")
 	fs.StringVar(&sc.tx, "tx", "ring", "transmit path: ring or mmsg")
+	fs.BoolVar(&sc.rxSteer, "rx-steering", false, "steer each flow's frames to the worker's CPUs (afpacket.Config.RxSteering)")
 }
 
 // ringConfig is the ring ports' configuration.
 func (sc switchConfig) ringConfig() (*afpacket.Config, error) {
-	cfg := &afpacket.Config{BusyPoll: sc.busy}
+	cfg := &afpacket.Config{BusyPoll: sc.busy, RxSteering: sc.rxSteer}
 	switch sc.tpacket {
 	case "":
 	case "v2":

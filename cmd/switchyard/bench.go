@@ -30,6 +30,7 @@ func newBenchCmd() *cobra.Command {
 		tcpTool   string
 		tpacket   string
 		busyPoll  time.Duration
+		rxSteer   bool
 		tx        string
 		jsonFile  string
 		plotFile  string
@@ -93,17 +94,18 @@ end, also on error and on SIGINT/SIGTERM.`,
 				return fmt.Errorf("--plot %s: want a .svg or .png file", plotFile)
 			}
 			cfg := &bench.Config{
-				Duration:  duration,
-				Reps:      reps,
-				Trials:    trials,
-				Endpoints: endpoints,
-				Quick:     quick,
-				Tests:     benchSplitList(tests),
-				Peers:     benchSplitList(peers),
-				TCPTool:   tcpTool,
-				TPacket:   tpacket,
-				BusyPoll:  busyPoll,
-				TX:        tx,
+				Duration:   duration,
+				Reps:       reps,
+				Trials:     trials,
+				Endpoints:  endpoints,
+				Quick:      quick,
+				Tests:      benchSplitList(tests),
+				Peers:      benchSplitList(peers),
+				TCPTool:    tcpTool,
+				TPacket:    tpacket,
+				BusyPoll:   busyPoll,
+				RxSteering: rxSteer,
+				TX:         tx,
 			}
 			if !cmd.Flags().Changed("peers") {
 				cfg.Peers = nil
@@ -152,6 +154,7 @@ end, also on error and on SIGINT/SIGTERM.`,
 	f.StringSliceVar(&peers, "peers", bench.DefaultPeers, "peers to measure: "+strings.Join(bench.AllPeers, ",")+"; the ovs peers are defaults only when installed, nat-kernel needs nft")
 	f.StringVar(&tcpTool, "tcp", bench.TCPAuto, "what measures TCP: auto (iperf3 when installed), iperf3 or builtin")
 	f.StringVar(&tpacket, "tpacket", "", "RX ring version for switchyard's ports: v2 or v3 (default: v2)")
+	f.BoolVar(&rxSteer, "rx-steering", false, "have switchyard's ring ports steer each flow's frames to the switch's CPU (rps_cpus): TCP without reordering, at a cost in small-frame rate")
 	f.DurationVar(&busyPoll, "busy-poll", bench.DefaultBusyPoll, "how long switchyard's ports poll their rings before sleeping (0: never poll)")
 	f.StringVar(&tx, "tx", "ring", "switchyard's transmit path: ring (TX ring) or mmsg (sendmmsg from the RX views)")
 	f.StringVar(&jsonFile, "json", "", "write the report with every sample as JSON to this file (- for stdout, instead of the table)")

@@ -153,15 +153,11 @@ func setLink(ns, name string, up, promisc *bool) error {
 }
 
 // openRing opens an AF_PACKET ring port on link name in namespace ns.
-// ours says the daemon created the link (an endpoint's host end): only
-// then may the port set the link's receive steering
-// (afpacket.Config.DisableRxSteering); a user's interface (an uplink, a
-// macvlan parent, an attached interface) is left as its owner set it.
-func openRing(ns, name string, ours bool) (port.Port, error) {
+func openRing(ns, name string) (port.Port, error) {
 	var p *afpacket.Port
 	err := netns.Do(ns, func() error {
 		var err error
-		p, err = afpacket.Open(name, &afpacket.Config{DisableRxSteering: !ours})
+		p, err = afpacket.Open(name, nil)
 		return err
 	})
 	if err != nil {

@@ -20,7 +20,7 @@ func linkInfo(string, string) (bool, string, bool, bool, error) {
 }
 func delLinkOfType(string, string, string) error       { return errUnsupported }
 func setLink(string, string, *bool, *bool) error       { return errUnsupported }
-func openRing(string, string, bool) (port.Port, error) { return nil, errUnsupported }
+func openRing(string, string) (port.Port, error)       { return nil, errUnsupported }
 func setTapPersist(*os.File, bool) error               { return errUnsupported }
 func reopenTap(string, string) (*os.File, error)       { return nil, errUnsupported }
 func tapPort(string, *os.File, int) (port.Port, error) { return nil, errUnsupported }

@@ -82,11 +82,12 @@ type Config struct {
 	// (the kernel segments GSO and finishes checksums) and Offloads
 	// reports false.
 	DisableVNetHdr bool
-	// DisableRxSteering leaves the interface's receive packet steering
-	// alone. By default Open steers each flow's frames to one of the CPUs
-	// the process may run on (rps_cpus), when no mask is set yet, and
-	// Close restores it: see steer_linux.go for why.
-	DisableRxSteering bool
+	// RxSteering has Open steer each flow's frames to one of the CPUs the
+	// process may run on (the interface's rps_cpus), when no mask is set
+	// yet; Close restores it. It keeps a TCP sender's segments in order
+	// (no spurious retransmits) but moves the copy into the ring onto the
+	// switch's CPUs, which costs small-frame rate: see steer_linux.go.
+	RxSteering bool
 	// DisableQdiscBypass sends through the interface's qdisc instead of
 	// straight to the driver (PACKET_QDISC_BYPASS, on by default).
 	DisableQdiscBypass bool

@@ -336,7 +336,7 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 	if err := unix.Bind(p.fd, sa); err != nil {
 		return nil, fmt.Errorf("bind: %w", err)
 	}
-	if !c.DisableRxSteering {
+	if c.RxSteering {
 		// Best effort: without it frames still flow, a TCP sender only
 		// sees more reordering.
 		p.unsteer, _ = steerRx(ifname, p.ifindex)
