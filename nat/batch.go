@@ -106,19 +106,22 @@ func (n *NAT) Touch(l *Lookahead, i int) {
 	}
 }
 
-// TouchFirst runs Touch for the packets of a batch of m that TranslateAt
-// of the first does not reach ahead to: call it once between the Looks
-// and the first TranslateAt, and Touch(l, i+TouchAhead) before each
-// TranslateAt(l, i, ...).
+// TouchFirst runs Touch for the packets of a batch of m that Step does
+// not reach: call it once between the Looks and the first TranslateAt,
+// and Step(l, i) before each TranslateAt(l, i, ...).
 func (n *NAT) TouchFirst(l *Lookahead, m int) {
 	for i := range min(m, touchAhead) {
 		n.Touch(l, i)
 	}
 }
 
-// TouchAhead is how many packets ahead of the one it translates a caller
-// of TranslateAt touches.
-const TouchAhead = touchAhead
+// Step keeps the pipeline ahead of packet i, the next to translate: it
+// touches the packet touchAhead places on. Past the end of a batch that
+// is a place not looked at (ignored) or one left from an earlier batch
+// (at worst a wasted load).
+func (n *NAT) Step(l *Lookahead, i int) {
+	n.Touch(l, i+touchAhead)
+}
 
 // TranslateAt is the last stage for packet i: Translate(side, b, pr,
 // vnet), with the same verdict and rewrite, for the side, b and pr given
@@ -147,9 +150,7 @@ func (n *NAT) TranslateBatch(l *Lookahead, side Side, bufs [][]byte, prs []frame
 			if j := i + lookAhead; j < m {
 				n.Look(l, j, side, bufs[j], &prs[j])
 			}
-			if j := i + touchAhead; j < m {
-				n.Touch(l, j)
-			}
+			n.Step(l, i)
 			var vh *frame.VNetHdr
 			if vnets != nil {
 				vh = &vnets[i]

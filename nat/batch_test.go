@@ -168,7 +168,7 @@ func compareBatch(t *testing.T, one, bat *NAT, l *Lookahead, r *rand.Rand, ps []
 			}
 			bat.TouchFirst(l, hi-lo)
 			for i := lo; i < hi; i++ {
-				bat.Touch(l, i-lo+TouchAhead)
+				bat.Step(l, i-lo)
 				got[i] = bat.TranslateAt(l, i-lo, ps[i].side, bufs[i], &prs[i], &vnets[i])
 			}
 		}

@@ -389,7 +389,7 @@ func (u *Uplink) Read(frames []port.Frame) (int, error) {
 			hi := min(n, lo+nat.BatchMax)
 			u.look(frames[lo:hi])
 			for i := lo; i < hi; i++ {
-				u.r.nat.Touch(&sc.la, i-lo+nat.TouchAhead)
+				u.r.nat.Step(&sc.la, i-lo)
 				if u.inbound(&frames[i], &sc.prs[i-lo], i-lo) {
 					frames[k] = frames[i]
 					bytes += uint64(len(frames[k].Data))

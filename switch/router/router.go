@@ -209,7 +209,7 @@ func (p *Port) Write(frames []port.Frame) (int, error) {
 		p.look(sc, frames[lo:hi])
 		for i := lo; i < hi; i++ {
 			if p.up != nil {
-				p.nat.Touch(&sc.la, i-lo+nat.TouchAhead)
+				p.nat.Step(&sc.la, i-lo)
 			}
 			p.handle(sc, &frames[i], &sc.prs[i-lo], i-lo)
 		}
