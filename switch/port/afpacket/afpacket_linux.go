@@ -574,10 +574,16 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 		}
 		if p.busyPoll > 0 && !p.rxDown && !p.closed.Load() && port.KeepPolling(p.busyPoll) {
 			// Let the other ports' goroutines spin or forward too.
-			runtime.Gosched()
+			port.Yield()
 			continue
 		}
+		if p.busyPoll > 0 {
+			port.Park(p)
+		}
 		sockEv, closing, k, err := p.wait()
+		if p.busyPoll > 0 {
+			port.Unpark(p)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("afpacket: wait %s: %w", p.name, err)
 		}
@@ -650,6 +656,16 @@ func (p *Port) releaseRx() {
 		}
 	}
 	p.rxHeld = 0
+}
+
+// Pending reports whether the RX ring has a frame (V2) or a retired block
+// (V3) at its head, for port.Yield while this port's reader is parked.
+func (p *Port) Pending() bool {
+	off := p.rx.frameOff(p.rxHead) + v2Status
+	if p.v3 {
+		off = p.rxHead*p.rx.blockSize + blkStatus
+	}
+	return loadStatus(p.mem, off)&unix.TP_STATUS_USER != 0
 }
 
 // fillV3 walks retired blocks from rxHead, filling frames. A block whose
