@@ -306,6 +306,7 @@ func TestCLIBadInput(t *testing.T) {
 		{[]string{"network", "frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"network"}, 2, "needs a subcommand"},
+		{[]string{"daemon", "--busy-poll", "1s", "--state-dir", filepath.Join(e.dir, "other")}, 2, "invalid --busy-poll 1s: want 0 to 10ms"},
 		{[]string{"daemon", "--metrics", "9100", "--state-dir", filepath.Join(e.dir, "other")}, 1, "metrics: cannot listen on 9100: address 9100: missing port in address"},
 		{[]string{"daemon", "--state-dir", e.stateDir, "--socket", filepath.Join(e.dir, "other.sock")}, 1, "another switchyard daemon is using state dir " + e.stateDir},
 	} {
@@ -374,7 +375,7 @@ func TestCLIHelp(t *testing.T) {
 	}
 	// The contract's flags exist.
 	for cmd, flags := range map[string][]string{
-		"daemon":             {"config", "state-dir", "socket", "log-level", "metrics"},
+		"daemon":             {"config", "state-dir", "socket", "log-level", "metrics", "busy-poll"},
 		"network create":     {"driver", "mode", "parent", "parent-netns", "ipam", "subnet", "ip-range", "gateway", "aux-address", "uplink", "uplink-ip", "uplink-gateway", "internal", "mtu", "ageing", "mac-limit"},
 		"network set":        {"ageing", "mac-limit"},
 		"network connect":    {"ip", "mac", "ifname", "kind", "publish"},

@@ -75,7 +75,14 @@ type Config struct {
 	// missing networks are created, missing endpoints and attachments
 	// added; what exists is left as it is.
 	Topology *api.Topology
+	// BusyPoll is how long the ring ports keep polling their rings before
+	// they sleep (afpacket.Config.BusyPoll): zero, the default, sleeps at
+	// once; up to MaxBusyPoll. Polling trades a CPU for latency.
+	BusyPoll time.Duration
 }
+
+// MaxBusyPoll bounds Config.BusyPoll.
+const MaxBusyPoll = 10 * time.Millisecond
 
 // Daemon owns the networks. Its methods are safe for concurrent use.
 type Daemon struct {
@@ -83,6 +90,7 @@ type Daemon struct {
 	dir       string
 	statePath string
 	socket    string
+	busyPoll  time.Duration
 	lock      *os.File
 	ipam      *ipam.IPAM
 
@@ -135,6 +143,9 @@ func New(cfg *Config) (_ *Daemon, err error) {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	if c.BusyPoll < 0 || c.BusyPoll > MaxBusyPoll {
+		return nil, fmt.Errorf("busy poll %v out of range: want 0 to %v", c.BusyPoll, MaxBusyPoll)
+	}
 	dir, err := filepath.Abs(c.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", c.StateDir, err)
@@ -144,6 +155,7 @@ func New(cfg *Config) (_ *Daemon, err error) {
 		dir:       dir,
 		statePath: filepath.Join(dir, stateFileName),
 		socket:    c.Socket,
+		busyPoll:  c.BusyPoll,
 		nets:      map[string]*runNet{},
 		done:      make(chan struct{}),
 	}

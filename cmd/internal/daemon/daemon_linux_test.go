@@ -724,6 +724,40 @@ func TestL2Only(t *testing.T) {
 	}
 }
 
+// TestBusyPoll: a daemon whose ring ports busy-poll forwards as one that
+// sleeps; an out-of-range setting is refused before anything is created.
+func TestBusyPoll(t *testing.T) {
+	for _, bad := range []time.Duration{-time.Microsecond, MaxBusyPoll + 1} {
+		dir := stateDir(t)
+		if _, err := New(&Config{StateDir: dir, BusyPoll: bad}); err == nil || !strings.Contains(err.Error(), "busy poll") {
+			t.Errorf("BusyPoll %v: %v, want an out-of-range error", bad, err)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("BusyPoll %v: the state dir was created (%v)", bad, err)
+		}
+	}
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	a, b := newNS(t), newNS(t)
+	td := startWith(t, &Config{StateDir: stateDir(t), BusyPoll: 200 * time.Microsecond})
+	if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "bp", Subnets: subnet("198.18.19.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	var ips []string
+	for _, ns := range []string{a, b} {
+		p, err := td.c.Connect(ctx(), "bp", api.EndpointCreate{Netns: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ips = append(ips, strings.Split(p.IPv4, "/")[0])
+	}
+	mustPing(t, a, ips[1])
+	mustPing(t, b, ips[0])
+	if err := td.c.RemoveNetwork(ctx(), "bp"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestTopology: a topology file is applied at start, and again (as a
 // no-op) on restart.
 func TestTopology(t *testing.T) {

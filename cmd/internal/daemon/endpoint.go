@@ -206,7 +206,7 @@ func (d *Daemon) connectLocked(n *netRecord, rn *runNet, req api.EndpointCreate)
 		}
 		undo = append(undo, func() { _ = delLinkOfType("", ep.HostLink, "veth") })
 		quietHostEnd(ep.HostLink)
-		if p, err = openRing("", ep.HostLink); err != nil {
+		if p, err = d.openRing("", ep.HostLink); err != nil {
 			return nil, api.Errorf(api.CodeInternal, "connect %s: %v", ep.Netns, err)
 		}
 	case api.KindTap:
@@ -255,7 +255,7 @@ func (d *Daemon) connectLocked(n *netRecord, rn *runNet, req api.EndpointCreate)
 func (d *Daemon) openEndpointPort(n *netRecord, ep *epRecord) (port.Port, error) {
 	switch ep.Kind {
 	case api.KindVeth:
-		return openRing("", ep.HostLink)
+		return d.openRing("", ep.HostLink)
 	case api.KindTap:
 		f, err := reopenTap(ep.Netns, ep.IfName)
 		if err != nil {
@@ -484,7 +484,7 @@ func (d *Daemon) attachLocked(n *netRecord, rn *runNet, req api.AttachmentCreate
 		}
 		at.SetUp = true
 	}
-	p, err := openRing(at.Netns, at.Iface)
+	p, err := d.openRing(at.Netns, at.Iface)
 	if err != nil {
 		return nil, api.Errorf(api.CodeInternal, "attach %s: %v", at.Iface, err)
 	}

@@ -34,7 +34,15 @@ type testDaemon struct {
 // Cleanup closes it (without tearing the networks down).
 func start(t *testing.T, stateDir string) *testDaemon {
 	t.Helper()
-	d, err := New(&Config{StateDir: stateDir, Socket: filepath.Join(stateDir, "..", "sock", "s.sock"), Logger: testLogger(t)})
+	return startWith(t, &Config{StateDir: stateDir})
+}
+
+// startWith is start with more of the configuration given: cfg's socket
+// and logger are set here.
+func startWith(t *testing.T, cfg *Config) *testDaemon {
+	t.Helper()
+	cfg.Socket, cfg.Logger = filepath.Join(cfg.StateDir, "..", "sock", "s.sock"), testLogger(t)
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -153,11 +153,11 @@ func setLink(ns, name string, up, promisc *bool) error {
 }
 
 // openRing opens an AF_PACKET ring port on link name in namespace ns.
-func openRing(ns, name string) (port.Port, error) {
+func (d *Daemon) openRing(ns, name string) (port.Port, error) {
 	var p *afpacket.Port
 	err := netns.Do(ns, func() error {
 		var err error
-		p, err = afpacket.Open(name, nil)
+		p, err = afpacket.Open(name, &afpacket.Config{BusyPoll: d.busyPoll})
 		return err
 	})
 	if err != nil {

@@ -220,7 +220,7 @@ func (d *Daemon) startMacvlan(rec *netRecord) (*runNet, error) {
 			}
 			m.SetPromisc = true
 		}
-		p, err := openRing(m.ParentNetns, m.Parent)
+		p, err := d.openRing(m.ParentNetns, m.Parent)
 		if err != nil {
 			return nil, fmt.Errorf("open parent %s: %w", m.Parent, err)
 		}
@@ -273,7 +273,7 @@ func (e *mvEngine) startHostAccess() error {
 			return err
 		}
 	}
-	p, err := openRing(m.ParentNetns, eng)
+	p, err := e.d.openRing(m.ParentNetns, eng)
 	if err != nil {
 		return err
 	}

@@ -239,7 +239,7 @@ func (d *Daemon) startUplink(rec *netRecord, rn *runNet, gwAddrs []netip.Prefix)
 		}
 		up.SetUp = true
 	}
-	p, err := openRing(up.Netns, up.Iface)
+	p, err := d.openRing(up.Netns, up.Iface)
 	if err != nil {
 		d.restoreUplink(up)
 		return nil, nil, fmt.Errorf("uplink %s: %w", up.Iface, err)

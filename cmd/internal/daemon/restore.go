@@ -78,7 +78,7 @@ func (d *Daemon) restoreLocked() {
 				reason = "interface gone"
 			}
 			if reason == "" {
-				p, err := openRing(at.Netns, at.Iface)
+				p, err := d.openRing(at.Netns, at.Iface)
 				if err == nil {
 					if err = rn.br.AddPort(at.Iface, p, bridgeFlags(at.Flags)); err != nil {
 						p.Close()
