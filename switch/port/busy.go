@@ -21,7 +21,6 @@ import (
 // every 50 us. So the ports of a process poll as one: every port keeps
 // polling while any of them has read frames within its busy-poll window,
 // and they all park once the whole process has been idle that long.
-
 //
 // The window makes the ports park together, but not at the same instant: a
 // port that found the process idle parks in the netpoller, and a frame on

@@ -661,11 +661,10 @@ func (p *Port) releaseRx() {
 // Pending reports whether the RX ring has a frame (V2) or a retired block
 // (V3) at its head, for port.Yield while this port's reader is parked.
 func (p *Port) Pending() bool {
-	off := p.rx.frameOff(p.rxHead) + v2Status
 	if p.v3 {
-		off = p.rxHead*p.rx.blockSize + blkStatus
+		return loadStatus(p.mem, p.rxHead*p.rx.blockSize+blkStatus)&unix.TP_STATUS_USER != 0
 	}
-	return loadStatus(p.mem, off)&unix.TP_STATUS_USER != 0
+	return loadStatus(p.mem, p.rx.frameOff(p.rxHead)+v2Status)&unix.TP_STATUS_USER != 0
 }
 
 // fillV3 walks retired blocks from rxHead, filling frames. A block whose

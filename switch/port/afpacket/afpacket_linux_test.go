@@ -263,3 +263,33 @@ func TestVNetOnRings(t *testing.T) {
 		})
 	}
 }
+
+// TestPending: Pending, which port.Yield asks of a parked port, turns true
+// when a frame is waiting in the ring (for V3, once its block is retired)
+// and false once it is read.
+func TestPending(t *testing.T) {
+	for _, tc := range versions {
+		t.Run(tc.name, func(t *testing.T) {
+			p, q, _ := pair(t, &Config{Version: tc.v})
+			if p.Pending() {
+				t.Fatal("pending before anything was sent")
+			}
+			if n, err := q.Write([]port.Frame{{Data: testFrame(100, 1)}}); n != 1 || err != nil {
+				t.Fatalf("write: %d, %v", n, err)
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for !p.Pending() && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Microsecond)
+			}
+			if !p.Pending() {
+				t.Fatal("not pending 2 s after a frame was sent")
+			}
+			collect(t, p, 1, isTest, 5*time.Second)
+			// The reader has moved its head past the frame's slot (V2)
+			// or block (V3).
+			if p.Pending() {
+				t.Error("pending after the frame was read")
+			}
+		})
+	}
+}
