@@ -116,7 +116,8 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 		} else {
 			rep.RRFloor = f
 			rep.Notes = append(rep.Notes, fmt.Sprintf("cross-CPU floor: the same round trip over a direct veth A-B with no switch, "+
-				"server on CPU %d: p50 %.1f us, p99 %.1f us; any switch on another CPU than the endpoints pays at least this",
+				"server on CPU %d: p50 %.1f us, p99 %.1f us: two wakeups of a CPU that sleeps between requests, which a switch on "+
+				"another CPU than the endpoints pays for the endpoints' CPU too (a busy-polling switch keeps its own CPU awake)",
 				r.swCPU, f.P50, f.P99))
 		}
 	}
