@@ -44,7 +44,7 @@ type Lookahead struct {
 }
 
 type ahead struct {
-	k  key
+	k  pkey
 	h  uint64
 	ok bool // k and h are set: an IPv4 packet of a flow
 }
@@ -67,12 +67,12 @@ func (n *NAT) Look(l *Lookahead, i int, side Side, b []byte, pr *frame.Parsed) {
 	if pr.IPVersion != 4 || pr.VLANTags != 0 || pr.Reason != frame.OK || pr.L3End > len(b) || pr.Frag == frame.LaterFragment {
 		return
 	}
-	k, kind := keyOf(side, pr)
+	k, kind := keyOfP(side, pr)
 	if kind != keyFlow {
 		return
 	}
 	t := n.t
-	h := t.hash(k)
+	h := t.hashP(k)
 	a.k, a.h, a.ok = k, h, true
 	s := &t.shards[t.shardOf(h)]
 	prefetch(uintptr(unsafe.Pointer(&s.slots[uint32(h)&s.mask])))
