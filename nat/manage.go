@@ -239,6 +239,12 @@ func (n *NAT) Flush(a netip.Addr) int {
 	removed := 0
 	for idx := range n.t.entries {
 		e := &n.t.entries[idx]
+		if wState(e.word.Load())&stLive == 0 {
+			// Free (the word is atomic): no need to lock it to know. A
+			// flow opened after this look is one opened after the
+			// flush passed it, as it would be with the lock.
+			continue
+		}
 		owner := &n.t.shards[n.t.ownerShard(uint32(idx))]
 		owner.mu.Lock()
 		w := e.word.Load()
