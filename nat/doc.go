@@ -21,11 +21,23 @@
 // index and slab of entries. A flow lives in the shard of its original-
 // direction key; its reply key is indexed in the shard its own hash picks.
 // Lock order: shards are locked in ascending index; a goroutine that holds
-// one shard lock and needs a third (eviction) only tries it. A packet's
-// lookup holds its key's shard lock while it copies the translation out
-// and updates the entry's state, so the entry cannot be freed under it;
-// the entry's mutable fields (expiry, state, counters) are atomics because
-// the two directions of a flow update them under different locks.
+// one shard lock and needs a third (eviction) only tries it. Inserting and
+// freeing a flow hold the shard locks of both its keys. A packet of a live
+// flow takes no lock: it walks the index with atomic loads, checks the
+// entry's key between two loads of the entry's word (expiry, generation,
+// state in one 64-bit atomic; freeing bumps the generation) and commits
+// the state and expiry by compare-and-swap of that word, so it never
+// updates a flow freed or reused under it. Anything it is unsure of (no
+// slot found, expired, the word changed) goes to the locked lookup, which
+// decides as the table stands. Packet and byte counters are per direction
+// and bumped without a locked instruction: exact when one goroutine at a
+// time translates each direction of a flow (the gateway's case), and when
+// several translate the same direction at once an increment can be lost,
+// never invented. One more race is left open, as too rare to pay for on
+// every packet: a packet whose flow is freed and its entry reused by a
+// new flow between the packet's check and its count (a window of a few
+// instructions, against a free and an insert under locks) counts into the
+// new flow, and can carry the old flow's counts over with it.
 //
 // Time is a coarse clock in seconds that the owner advances with Tick (the
 // daemon once a second, tests with any time they like); expiry is lazy on

@@ -111,8 +111,9 @@ func (n *NAT) peek(k key) (tgt key, st uint32, ok bool) {
 	}
 	idx, dir := slotRef(s.slots[i])
 	e := &t.entries[idx]
-	if expired(e.exp.Load(), t.now.Load()) {
+	w := e.word.Load()
+	if expired(wExp(w), t.now.Load()) {
 		return key{}, 0, false
 	}
-	return e.key[1-dir].reverse(0), e.state.Load(), true
+	return e.key(1 - dir).reverse(0), wState(w), true
 }

@@ -174,20 +174,21 @@ func (n *NAT) Flows(max int) []Flow {
 		s.mu.Lock()
 		for idx := s.lo; idx < s.hi; idx++ {
 			e := &n.t.entries[idx]
-			st := e.state.Load()
+			w := e.word.Load()
+			st := wState(w)
 			if st&stLive == 0 {
 				continue
 			}
-			k0, k1 := e.key[0], e.key[1]
+			k0, k1 := e.key(0), e.key(1)
 			to := k1.reverse(0)
 			f := Flow{
 				Proto: protoName(k0.proto), Kind: flowKind(st),
 				OrigSrc: netip.AddrPortFrom(addrOf(k0.src), k0.sport), OrigDst: netip.AddrPortFrom(addrOf(k0.dst), k0.dport),
 				NewSrc: netip.AddrPortFrom(addrOf(to.src), to.sport), NewDst: netip.AddrPortFrom(addrOf(to.dst), to.dport),
 				State:   stateName(k0.proto, st),
-				Packets: uint64(e.pkts[0].Load()) + uint64(e.pkts[1].Load()), Bytes: e.bytes.Load(),
+				Packets: e.packets(), Bytes: e.octets(),
 			}
-			if exp := e.exp.Load(); !expired(exp, now) {
+			if exp := wExp(w); !expired(exp, now) {
 				f.Timeout = time.Duration(exp-now) * time.Second
 			}
 			out = append(out, f)
@@ -238,10 +239,17 @@ func (n *NAT) Flush(a netip.Addr) int {
 	removed := 0
 	for idx := range n.t.entries {
 		e := &n.t.entries[idx]
+		if wState(e.word.Load())&stLive == 0 {
+			// Free (the word is atomic): no need to lock it to know. A
+			// flow opened after this look is one opened after the
+			// flush passed it, as it would be with the lock.
+			continue
+		}
 		owner := &n.t.shards[n.t.ownerShard(uint32(idx))]
 		owner.mu.Lock()
-		st := e.state.Load()
-		k0, k1, gen := e.key[0], e.key[1], e.gen
+		w := e.word.Load()
+		st, gen := wState(w), wGen(w)
+		k0, k1 := e.key(0), e.key(1)
 		owner.mu.Unlock()
 		if st&stLive == 0 {
 			continue

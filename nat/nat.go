@@ -197,7 +197,10 @@ func (r Reason) String() string {
 }
 
 // NAT is one network's address translation. Translate is safe for
-// concurrent use; so are the other methods.
+// concurrent use; so are the other methods. The per-flow packet and byte
+// counters are exact when each direction of a flow is translated by one
+// goroutine at a time; see the package doc for what concurrency on one
+// direction costs them.
 type NAT struct {
 	inside  []pfx
 	gw      uint32
@@ -316,14 +319,12 @@ func (n *NAT) sweep(count int) {
 		idx := pos % total
 		pos++
 		e := &n.t.entries[idx]
-		st := e.state.Load()
-		if st&stLive == 0 || !expired(e.exp.Load(), now) {
+		w := e.word.Load()
+		if wState(w)&stLive == 0 || !expired(wExp(w), now) {
 			continue
 		}
-		owner := &n.t.shards[n.t.ownerShard(idx)]
-		owner.mu.Lock()
-		gen := e.gen
-		owner.mu.Unlock()
+		// remove checks the generation again under the lock.
+		gen := wGen(w)
 		if n.t.remove(idx, gen) {
 			n.expiredN.Add(1)
 		}
@@ -361,29 +362,32 @@ func (n *NAT) Translate(side Side, b []byte, pr *frame.Parsed, vnet *frame.VNetH
 	if pr.Frag == frame.LaterFragment {
 		return n.laterFragment(side, b, pr)
 	}
-	k, kind := keyOf(side, pr)
+	k, kind := keyOfP(side, pr)
 	switch kind {
 	case keyICMPError:
 		return n.icmpError(side, b, pr, vnet)
 	case keyNone:
 		return Pass
 	}
-	// As translateFlow, written out: one call less on the fast path.
-	var tgt key
-	if !n.lookupHashed(k, n.t.hash(k), pr, len(b), &tgt) {
-		return n.newFlow(k, b, pr, vnet)
-	}
-	n.rewrite(b, pr, vnet, k, tgt)
-	return Forward
+	return n.translateFlow(k, n.t.hashP(k), b, pr, vnet)
 }
 
 // translateFlow is Translate for a packet of the flow key k, whose hash is h.
-func (n *NAT) translateFlow(k key, h uint64, b []byte, pr *frame.Parsed, vnet *frame.VNetHdr) Verdict {
+func (n *NAT) translateFlow(k pkey, h uint64, b []byte, pr *frame.Parsed, vnet *frame.VNetHdr) Verdict {
+	if tgt, ok := n.lookupFast(k, h, pr, len(b)); ok {
+		n.rewrite(b, pr, vnet, k, tgt)
+		return Forward
+	}
+	return n.translateSlow(k.unpack(), h, b, pr, vnet)
+}
+
+// translateSlow is translateFlow when lookupFast was not sure.
+func (n *NAT) translateSlow(k key, h uint64, b []byte, pr *frame.Parsed, vnet *frame.VNetHdr) Verdict {
 	var tgt key
-	if !n.lookupHashed(k, h, pr, len(b), &tgt) {
+	if !n.lookupLocked(k, h, pr, len(b), &tgt) {
 		return n.newFlow(k, b, pr, vnet)
 	}
-	n.rewrite(b, pr, vnet, k, tgt)
+	n.rewrite(b, pr, vnet, k.pack(), tgt.pack())
 	return Forward
 }
 
@@ -396,21 +400,28 @@ const (
 
 // keyOf returns the flow key of a packet decoded in pr arriving from side.
 func keyOf(side Side, pr *frame.Parsed) (key, int) {
-	k := key{src: addr32(pr.SrcIP), dst: addr32(pr.DstIP), proto: pr.Proto, side: side}
+	k, kind := keyOfP(side, pr)
+	return k.unpack(), kind
+}
+
+// keyOfP is keyOf with the key packed.
+func keyOfP(side Side, pr *frame.Parsed) (pkey, int) {
+	var sport, dport uint16
+	kind := keyFlow
 	switch pr.Proto {
 	case frame.ProtoTCP, frame.ProtoUDP:
-		k.sport, k.dport = pr.SrcPort, pr.DstPort
+		sport, dport = pr.SrcPort, pr.DstPort
 	case frame.ProtoICMPv4:
 		switch pr.ICMPType {
 		case frame.ICMPv4EchoRequest, frame.ICMPv4EchoReply:
-			k.sport, k.dport = pr.ICMPEchoID, pr.ICMPEchoID
+			sport, dport = pr.ICMPEchoID, pr.ICMPEchoID
 		case icmpDestUnreach, icmpTimeExceeded, icmpParamProblem, icmpSourceQuench:
-			return k, keyICMPError
+			kind = keyICMPError
 		default:
-			return k, keyNone
+			kind = keyNone
 		}
 	}
-	return k, keyFlow
+	return mkpkey(addr32(pr.SrcIP), addr32(pr.DstIP), sport, dport, pr.Proto, side), kind
 }
 
 // lookup finds k's flow, updates its state, expiry and counters, and sets
@@ -422,6 +433,110 @@ func (n *NAT) lookup(k key, pr *frame.Parsed, size int, tgt *key) bool {
 
 // lookupHashed is lookup for a key whose hash h the caller has.
 func (n *NAT) lookupHashed(k key, h uint64, pr *frame.Parsed, size int, tgt *key) bool {
+	if p, ok := n.lookupFast(k.pack(), h, pr, size); ok {
+		*tgt = p.unpack()
+		return true
+	}
+	return n.lookupLocked(k, h, pr, size, tgt)
+}
+
+// fastProbes bounds lookupFast's walk along a probe run.
+const fastProbes = 16
+
+// lookupFast is lookup for a live flow, without the shard lock: it walks
+// the index with atomic loads, checks the entry's key between two looks
+// at its word (see entry), and commits the state and expiry by swapping
+// the word. It reports false, having changed nothing, whenever it is not
+// sure: no slot found (a concurrent removal may be shifting the run), an
+// entry not live or expired, the word changed under it. lookupLocked then
+// decides. A true result is what lookupLocked would have done at the
+// moment of the swap (or of the second look); tgt is what the packet
+// becomes.
+func (n *NAT) lookupFast(k pkey, h uint64, pr *frame.Parsed, size int) (tgt pkey, ok bool) {
+	t := n.t
+	s := &t.shards[t.shardOf(h)]
+	tag := uint32(h)
+	mask := s.mask
+	slots := s.slots
+	i := tag & mask
+	for range fastProbes {
+		sl := atomic.LoadUint64(&slots[i&mask])
+		if sl == 0 {
+			return tgt, false
+		}
+		if uint32(sl) != tag {
+			i++
+			continue
+		}
+		idx, dir := slotRef(sl)
+		if uint(idx) >= uint(len(t.entries)) {
+			return tgt, false
+		}
+		e := &t.entries[idx]
+		w := e.word.Load()
+		if w&stLive == 0 || !e.keyIs(dir, k) {
+			// Stale slot, tag collision or a flow being replaced.
+			i++
+			continue
+		}
+		now := t.now.Load()
+		if expired(wExp(w), now) {
+			return tgt, false // lookupLocked removes it
+		}
+		to := e.pkey(1 - dir)
+		st := n.nextState(wState(w), dir, k.proto(), pr)
+		nw := mkword(now+n.timeout(k.proto(), st), wGen(w), st)
+		if nw != w {
+			if !e.word.CompareAndSwap(w, nw) {
+				return tgt, false
+			}
+		} else if e.word.Load() != w {
+			return tgt, false
+		}
+		addCounts(&e.pkts[dir], &e.bytes[dir], uint64(size))
+		return to.reverse(0), true
+	}
+	return tgt, false
+}
+
+// nextState is the state word st after a packet in direction dir.
+func (n *NAT) nextState(st uint32, dir int, proto uint8, pr *frame.Parsed) uint32 {
+	if dir == 1 {
+		st |= stSeenReply
+	}
+	switch proto {
+	case frame.ProtoTCP:
+		st = tcpNext(st, dir, pr.TCPFlags)
+	case frame.ProtoUDP:
+		if dir == 1 {
+			st |= stAssured
+		}
+	}
+	return st
+}
+
+// timeout is the idle timeout of a flow of proto in state st.
+func (n *NAT) timeout(proto uint8, st uint32) uint32 {
+	tm := n.tmo.Load()
+	switch proto {
+	case frame.ProtoTCP:
+		return tm.tcp[st&stMask]
+	case frame.ProtoUDP:
+		if st&stAssured != 0 {
+			return tm.udpStream
+		}
+		return tm.udp
+	case frame.ProtoICMPv4:
+		return tm.icmp
+	}
+	return tm.other
+}
+
+// lookupLocked is lookup under the shard lock of k. The entry cannot be
+// freed meanwhile (freeing takes the locks of both its keys' shards), but
+// the other direction's packets update its word without this lock: the
+// update is a compare-and-swap loop.
+func (n *NAT) lookupLocked(k key, h uint64, pr *frame.Parsed, size int, tgt *key) bool {
 	t := n.t
 	s := &t.shards[t.shardOf(h)]
 	s.mu.Lock()
@@ -433,54 +548,23 @@ func (n *NAT) lookupHashed(k key, h uint64, pr *frame.Parsed, size int, tgt *key
 	idx, dir := slotRef(s.slots[i])
 	e := &t.entries[idx]
 	now := t.now.Load()
-	if expired(e.exp.Load(), now) {
-		gen := e.gen
-		s.mu.Unlock()
-		if t.remove(idx, gen) {
-			n.expiredN.Add(1)
-		}
-		return false
-	}
-	tm := n.tmo.Load()
-	var st uint32
 	for {
-		old := e.state.Load()
-		st = old
-		if dir == 1 {
-			st |= stSeenReply
-		}
-		switch k.proto {
-		case frame.ProtoTCP:
-			st = tcpNext(st, dir, pr.TCPFlags)
-		case frame.ProtoUDP:
-			if dir == 1 {
-				st |= stAssured
+		w := e.word.Load()
+		if expired(wExp(w), now) {
+			s.mu.Unlock()
+			if t.remove(idx, wGen(w)) {
+				n.expiredN.Add(1)
 			}
+			return false
 		}
-		if st == old || e.state.CompareAndSwap(old, st) {
+		st := n.nextState(wState(w), dir, k.proto, pr)
+		nw := mkword(now+n.timeout(k.proto, st), wGen(w), st)
+		if nw == w || e.word.CompareAndSwap(w, nw) {
 			break
 		}
 	}
-	var to uint32
-	switch k.proto {
-	case frame.ProtoTCP:
-		to = tm.tcp[st&stMask]
-	case frame.ProtoUDP:
-		to = tm.udp
-		if st&stAssured != 0 {
-			to = tm.udpStream
-		}
-	case frame.ProtoICMPv4:
-		to = tm.icmp
-	default:
-		to = tm.other
-	}
-	if exp := now + to; e.exp.Load() != exp {
-		e.exp.Store(exp)
-	}
-	e.pkts[dir].Add(1)
-	e.bytes.Add(uint64(size))
-	*tgt = e.key[1-dir].reverse(0)
+	addCounts(&e.pkts[dir], &e.bytes[dir], uint64(size))
+	*tgt = e.key(1 - dir).reverse(0)
 	s.mu.Unlock()
 	return true
 }
@@ -643,7 +727,7 @@ func (n *NAT) open(k, to key, flags uint32, b []byte, pr *frame.Parsed, vnet *fr
 			if ev {
 				n.evicted.Add(1)
 			}
-			n.rewrite(b, pr, vnet, k, to)
+			n.rewrite(b, pr, vnet, k.pack(), to.pack())
 			return Forward
 		case insFull:
 			return n.drop(ReasonTableFull)
@@ -651,7 +735,7 @@ func (n *NAT) open(k, to key, flags uint32, b []byte, pr *frame.Parsed, vnet *fr
 			// Another goroutine opened it first: use it.
 			var tgt key
 			if n.lookup(k, pr, len(b), &tgt) {
-				n.rewrite(b, pr, vnet, k, tgt)
+				n.rewrite(b, pr, vnet, k.pack(), tgt.pack())
 				return Forward
 			}
 			return n.drop(ReasonNoFlow)

@@ -35,7 +35,7 @@ func seedUpdate32At(b []byte, off int, old, new uint32) {
 }
 
 // rewrite turns the packet of key k into tgt in place.
-func (n *NAT) rewrite(b []byte, pr *frame.Parsed, vnet *frame.VNetHdr, k, tgt key) {
+func (n *NAT) rewrite(b []byte, pr *frame.Parsed, vnet *frame.VNetHdr, k, tgt pkey) {
 	ip := b[pr.L3Off:]
 	l4 := b[pr.L4Off:pr.L3End]
 	partial := vnet != nil && vnet.Flags&frame.VNetNeedsCsum != 0 && int(vnet.CsumStart) == pr.L4Off
@@ -52,60 +52,60 @@ func (n *NAT) rewrite(b []byte, pr *frame.Parsed, vnet *frame.VNetHdr, k, tgt ke
 	case frame.ProtoICMPv4:
 		csum = 2
 	}
-	if k.src != tgt.src {
-		update32At(ip, 10, k.src, tgt.src)
-		binary.BigEndian.PutUint32(ip[12:], tgt.src)
+	if k.src() != tgt.src() {
+		update32At(ip, 10, k.src(), tgt.src())
+		binary.BigEndian.PutUint32(ip[12:], tgt.src())
 		if pseudo {
 			if partial {
-				seedUpdate32At(l4, csum, k.src, tgt.src)
+				seedUpdate32At(l4, csum, k.src(), tgt.src())
 			} else {
-				update32At(l4, csum, k.src, tgt.src)
+				update32At(l4, csum, k.src(), tgt.src())
 			}
 		}
-		pr.SrcIP = addrOf(tgt.src)
+		pr.SrcIP = addrOf(tgt.src())
 	}
-	if k.dst != tgt.dst {
-		update32At(ip, 10, k.dst, tgt.dst)
-		binary.BigEndian.PutUint32(ip[16:], tgt.dst)
+	if k.dst() != tgt.dst() {
+		update32At(ip, 10, k.dst(), tgt.dst())
+		binary.BigEndian.PutUint32(ip[16:], tgt.dst())
 		if pseudo {
 			if partial {
-				seedUpdate32At(l4, csum, k.dst, tgt.dst)
+				seedUpdate32At(l4, csum, k.dst(), tgt.dst())
 			} else {
-				update32At(l4, csum, k.dst, tgt.dst)
+				update32At(l4, csum, k.dst(), tgt.dst())
 			}
 		}
-		pr.DstIP = addrOf(tgt.dst)
+		pr.DstIP = addrOf(tgt.dst())
 	}
 	switch pr.Proto {
 	case frame.ProtoTCP, frame.ProtoUDP:
-		if k.sport != tgt.sport {
+		if k.sport() != tgt.sport() {
 			if csum >= 0 && !partial {
-				update16At(l4, csum, k.sport, tgt.sport)
+				update16At(l4, csum, k.sport(), tgt.sport())
 			}
-			binary.BigEndian.PutUint16(l4[0:], tgt.sport)
-			pr.SrcPort = tgt.sport
+			binary.BigEndian.PutUint16(l4[0:], tgt.sport())
+			pr.SrcPort = tgt.sport()
 		}
-		if k.dport != tgt.dport {
+		if k.dport() != tgt.dport() {
 			if csum >= 0 && !partial {
-				update16At(l4, csum, k.dport, tgt.dport)
+				update16At(l4, csum, k.dport(), tgt.dport())
 			}
-			binary.BigEndian.PutUint16(l4[2:], tgt.dport)
-			pr.DstPort = tgt.dport
+			binary.BigEndian.PutUint16(l4[2:], tgt.dport())
+			pr.DstPort = tgt.dport()
 		}
 		if pr.Proto == frame.ProtoUDP && csum >= 0 && !partial && binary.BigEndian.Uint16(l4[6:]) == 0 {
 			binary.BigEndian.PutUint16(l4[6:], 0xffff) // 0 means "no checksum" in UDP
 		}
 	case frame.ProtoICMPv4:
-		if k.sport != tgt.sport {
+		if k.sport() != tgt.sport() {
 			if !partial {
-				update16At(l4, 2, k.sport, tgt.sport)
+				update16At(l4, 2, k.sport(), tgt.sport())
 			}
-			binary.BigEndian.PutUint16(l4[4:], tgt.sport)
-			pr.ICMPEchoID = tgt.sport
+			binary.BigEndian.PutUint16(l4[4:], tgt.sport())
+			pr.ICMPEchoID = tgt.sport()
 		}
 	}
 	if pr.Frag == frame.FirstFragment {
-		n.frags.add(k, tgt, binary.BigEndian.Uint16(ip[4:]), n.t.now.Load())
+		n.frags.add(k.unpack(), tgt.unpack(), binary.BigEndian.Uint16(ip[4:]), n.t.now.Load())
 	}
 }
 

@@ -40,17 +40,110 @@ func (k key) reverse(s Side) key {
 	return key{src: k.dst, dst: k.src, sport: k.dport, dport: k.sport, proto: k.proto, side: s}
 }
 
+// pkey is a key packed into two words, the form the table stores, hashes
+// and compares, and the established-flow path carries: two words stay in
+// registers where the six fields of a key go through memory. a holds the
+// addresses (src high), b the ports (sport in the top 16 bits, then
+// dport), the protocol (bits 8-15) and the side (bits 0-7).
+type pkey struct{ a, b uint64 }
+
+func mkpkey(src, dst uint32, sport, dport uint16, proto uint8, side Side) pkey {
+	return pkey{uint64(src)<<32 | uint64(dst), uint64(sport)<<48 | uint64(dport)<<32 | uint64(proto)<<8 | uint64(side)}
+}
+
+// pack returns k packed.
+func (k key) pack() pkey { return mkpkey(k.src, k.dst, k.sport, k.dport, k.proto, k.side) }
+
+// unpack returns p as a key.
+func (p pkey) unpack() key {
+	return key{src: p.src(), dst: p.dst(), sport: p.sport(), dport: p.dport(), proto: p.proto(), side: p.side()}
+}
+
+func (p pkey) src() uint32   { return uint32(p.a >> 32) }
+func (p pkey) dst() uint32   { return uint32(p.a) }
+func (p pkey) sport() uint16 { return uint16(p.b >> 48) }
+func (p pkey) dport() uint16 { return uint16(p.b >> 32) }
+func (p pkey) proto() uint8  { return uint8(p.b >> 8) }
+func (p pkey) side() Side    { return Side(p.b) }
+
+// reverse is key.reverse for a packed key.
+func (p pkey) reverse(s Side) pkey {
+	return pkey{bits.RotateLeft64(p.a, 32), uint64(bits.RotateLeft32(uint32(p.b>>32), 16))<<32 | p.b&0xff00 | uint64(s)}
+}
+
 // entry is one flow. key[0] is the original direction (the first packet),
 // key[1] the reply direction as it arrives after translation. A packet
 // matching key[d] leaves rewritten as key[1-d] reversed. 64 bytes.
+//
+// Concurrency. The established-flow path reads entries without a lock
+// (lookupFast), so every field is accessed atomically:
+//   - kw holds the keys packed (key.pack). They are written, with atomic
+//     stores, only by insert, under the owner shard's lock (ownerShard),
+//     while the entry is not live.
+//   - word packs the expiry, a generation and the state bits (mkword).
+//     The generation changes only when the entry is freed (freeLocked,
+//     under the owner shard's lock); the state and expiry change by
+//     compare-and-swap of the whole word, so an update computed from a
+//     freed or reused flow fails. A reader that loads word, then the
+//     keys, then finds word unchanged (or swaps it) has read keys of the
+//     flow that word describes: a seqlock whose writer is the free.
+//   - pkts and bytes are per direction and updated with relaxed
+//     (unlocked) increments, see addCounts.
 type entry struct {
-	key   [2]key
-	exp   atomic.Uint32 // expiry, table seconds
-	state atomic.Uint32 // see the state bits in conn.go
-	pkts  [2]atomic.Uint32
-	bytes atomic.Uint64
-	gen   uint32 // bumped when the slot is freed; guarded by the shard lock
-	_     uint32
+	kw    [2]pkey
+	word  atomic.Uint64
+	pkts  [2]uint32
+	bytes [2]uint64
+}
+
+// The entry word: expiry (table seconds) in the high 32 bits, then a
+// generation of genBits, then the state bits of conn.go.
+const (
+	genShift = 15
+	genBits  = 32 - genShift
+	stBits   = 1<<genShift - 1
+)
+
+// The state flags must fit below the generation.
+var _ [stBits - (stHairpin<<1 - 1)]struct{}
+
+func mkword(exp, gen, st uint32) uint64 {
+	return uint64(exp)<<32 | uint64(gen&(1<<genBits-1))<<genShift | uint64(st&stBits)
+}
+
+func wExp(w uint64) uint32   { return uint32(w >> 32) }
+func wGen(w uint64) uint32   { return uint32(w) >> genShift }
+func wState(w uint64) uint32 { return uint32(w) & stBits }
+
+// key returns key d of e.
+func (e *entry) key(d int) key { return e.pkey(d).unpack() }
+
+// pkey returns key d of e packed.
+func (e *entry) pkey(d int) pkey {
+	return pkey{atomic.LoadUint64(&e.kw[d].a), atomic.LoadUint64(&e.kw[d].b)}
+}
+
+// keyIs reports whether key d of e is p.
+func (e *entry) keyIs(d int, p pkey) bool {
+	return atomic.LoadUint64(&e.kw[d].a) == p.a && atomic.LoadUint64(&e.kw[d].b) == p.b
+}
+
+func (e *entry) setKey(d int, k key) {
+	p := k.pack()
+	atomic.StoreUint64(&e.kw[d].a, p.a)
+	atomic.StoreUint64(&e.kw[d].b, p.b)
+}
+
+// gen returns e's generation: it changes every time e is freed.
+func (e *entry) gen() uint32 { return wGen(e.word.Load()) }
+
+// packets and octets return e's counters, both directions together.
+func (e *entry) packets() uint64 {
+	return uint64(atomic.LoadUint32(&e.pkts[0])) + uint64(atomic.LoadUint32(&e.pkts[1]))
+}
+
+func (e *entry) octets() uint64 {
+	return atomic.LoadUint64(&e.bytes[0]) + atomic.LoadUint64(&e.bytes[1])
 }
 
 // slot encoding in a shard index: low 32 bits the key's hash (its low bits
@@ -125,11 +218,10 @@ func newTable(limit int) *table {
 	return t
 }
 
-func (t *table) hash(k key) uint64 {
-	a := uint64(k.src)<<32 | uint64(k.dst)
-	b := uint64(k.sport)<<48 | uint64(k.dport)<<32 | uint64(k.proto)<<8 | uint64(k.side)
-	return mix(mix(a^t.seed) ^ b)
-}
+func (t *table) hash(k key) uint64 { return t.hashP(k.pack()) }
+
+// hashP is hash for a packed key.
+func (t *table) hashP(p pkey) uint64 { return mix(mix(p.a^t.seed) ^ p.b) }
 
 // mix is splitmix64's finalizer: every input bit reaches every output bit.
 func mix(x uint64) uint64 {
@@ -150,6 +242,7 @@ func (t *table) shardOf(h uint64) int {
 // findLocked returns the position of k's slot in s, or -1.
 func (t *table) findLocked(s *shard, k key, h uint64) int {
 	tag := uint32(h)
+	p := k.pack()
 	for i := tag & s.mask; ; i = (i + 1) & s.mask {
 		sl := s.slots[i]
 		if sl == 0 {
@@ -157,7 +250,7 @@ func (t *table) findLocked(s *shard, k key, h uint64) int {
 		}
 		if uint32(sl) == tag {
 			idx, dir := slotRef(sl)
-			if t.entries[idx].key[dir] == k {
+			if t.entries[idx].keyIs(dir, p) {
 				return int(i)
 			}
 		}
@@ -247,12 +340,14 @@ func (t *table) insert(k0, k1 key, st, exp uint32, size int) (idx uint32, code i
 	idx = s0.free[len(s0.free)-1]
 	s0.free = s0.free[:len(s0.free)-1]
 	e := &t.entries[idx]
-	e.key[0], e.key[1] = k0, k1
-	e.pkts[0].Store(1)
-	e.pkts[1].Store(0)
-	e.bytes.Store(uint64(size))
-	e.exp.Store(exp)
-	e.state.Store(st | stLive)
+	// Not live: lock-free readers that reach it now give up.
+	e.setKey(0, k0)
+	e.setKey(1, k1)
+	atomic.StoreUint32(&e.pkts[0], 1)
+	atomic.StoreUint32(&e.pkts[1], 0)
+	atomic.StoreUint64(&e.bytes[0], uint64(size))
+	atomic.StoreUint64(&e.bytes[1], 0)
+	e.word.Store(mkword(exp, e.gen(), st|stLive))
 	s0.insertLocked(h0, idx, 0)
 	s1.insertLocked(h1, idx, 1)
 	t.count.Add(1)
@@ -275,11 +370,11 @@ func (t *table) evictLocked(a, b int) bool {
 		idx := s.lo + s.cursor%n
 		s.cursor++
 		e := &t.entries[idx]
-		st := e.state.Load()
-		if st&stLive == 0 || (st&stSeenReply != 0 && !expired(e.exp.Load(), now)) {
+		w := e.word.Load()
+		if st := wState(w); st&stLive == 0 || (st&stSeenReply != 0 && !expired(wExp(w), now)) {
 			continue
 		}
-		h1 := t.hash(e.key[1])
+		h1 := t.hash(e.key(1))
 		c := t.shardOf(h1)
 		if c != a && c != b {
 			if !t.shards[c].mu.TryLock() {
@@ -300,15 +395,19 @@ func (t *table) evictLocked(a, b int) bool {
 func (t *table) freeLocked(idx uint32) {
 	e := &t.entries[idx]
 	for d := range 2 {
-		h := t.hash(e.key[d])
+		k := e.key(d)
+		h := t.hash(k)
 		s := &t.shards[t.shardOf(h)]
-		if i := t.findLocked(s, e.key[d], h); i >= 0 {
+		if i := t.findLocked(s, k, h); i >= 0 {
 			s.removeLocked(uint32(i))
 		}
 	}
-	e.state.Store(0)
-	e.gen++
-	s0 := &t.shards[t.shardOf(t.hash(e.key[0]))]
+	// A new generation, not live: lock-free readers that loaded the old
+	// word fail their check or swap. Only the owner shard's holder
+	// changes the generation, so a plain store after the load loses
+	// nothing but a state or expiry update to the flow being freed.
+	e.word.Store(mkword(0, e.gen()+1, 0))
+	s0 := &t.shards[t.shardOf(t.hash(e.key(0)))]
 	s0.free = append(s0.free, idx)
 	t.count.Add(-1)
 }
@@ -320,11 +419,11 @@ func (t *table) remove(idx, gen uint32) bool {
 	// read them under the owner shard first.
 	owner := t.ownerShard(idx)
 	t.shards[owner].mu.Lock()
-	if e.gen != gen || e.state.Load()&stLive == 0 {
+	if w := e.word.Load(); wGen(w) != gen || wState(w)&stLive == 0 {
 		t.shards[owner].mu.Unlock()
 		return false
 	}
-	other := t.shardOf(t.hash(e.key[1]))
+	other := t.shardOf(t.hash(e.key(1)))
 	if other == owner {
 		t.freeLocked(idx)
 		t.shards[owner].mu.Unlock()
@@ -341,7 +440,7 @@ func (t *table) remove(idx, gen uint32) bool {
 	t.shards[owner].mu.Unlock()
 	t.lockPair(other, owner)
 	defer t.unlockPair(other, owner)
-	if e.gen != gen || e.state.Load()&stLive == 0 {
+	if w := e.word.Load(); wGen(w) != gen || wState(w)&stLive == 0 {
 		return false
 	}
 	t.freeLocked(idx)

@@ -43,7 +43,7 @@ func TestTableModel(t *testing.T) {
 				case !exists && len(model) >= limit && code != insFull:
 					t.Fatalf("limit %d op %d: insert into a full table gave %d", limit, op, code)
 				case !exists && code == insOK:
-					model[k] = ref{idx, tb.entries[idx].gen}
+					model[k] = ref{idx, tb.entries[idx].gen()}
 				case !exists && code == insFull && len(model) < limit:
 					// a shard can fill before the table does; allowed
 				case !exists && code != insOK && code != insFull:
@@ -70,7 +70,7 @@ func TestTableModel(t *testing.T) {
 				t.Fatalf("limit %d: key %+v lost", limit, k)
 			}
 			e := &tb.entries[idx]
-			if idx2, dir2, ok := find(e.key[1]); !ok || idx2 != idx || dir2 != 1 {
+			if idx2, dir2, ok := find(e.key(1)); !ok || idx2 != idx || dir2 != 1 {
 				t.Fatalf("limit %d: reply key of %+v lost", limit, k)
 			}
 		}
