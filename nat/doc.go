@@ -30,14 +30,11 @@
 // updates a flow freed or reused under it. Anything it is unsure of (no
 // slot found, expired, the word changed) goes to the locked lookup, which
 // decides as the table stands. Packet and byte counters are per direction
-// and bumped without a locked instruction: exact when one goroutine at a
-// time translates each direction of a flow (the gateway's case), and when
-// several translate the same direction at once an increment can be lost,
-// never invented. One more race is left open, as too rare to pay for on
-// every packet: a packet whose flow is freed and its entry reused by a
-// new flow between the packet's check and its count (a window of a few
-// instructions, against a free and an insert under locks) counts into the
-// new flow, and can carry the old flow's counts over with it.
+// and atomic. One race is left open, as too rare to pay for on every
+// packet: a packet whose flow is freed and its entry reused by a new flow
+// between the packet's check and its count (a window of a few
+// instructions, against a free and an insert under locks) is counted in
+// the new flow.
 //
 // Time is a coarse clock in seconds that the owner advances with Tick (the
 // daemon once a second, tests with any time they like); expiry is lazy on

@@ -197,10 +197,7 @@ func (r Reason) String() string {
 }
 
 // NAT is one network's address translation. Translate is safe for
-// concurrent use; so are the other methods. The per-flow packet and byte
-// counters are exact when each direction of a flow is translated by one
-// goroutine at a time; see the package doc for what concurrency on one
-// direction costs them.
+// concurrent use; so are the other methods.
 type NAT struct {
 	inside  []pfx
 	gw      uint32

@@ -87,8 +87,8 @@ func (p pkey) reverse(s Side) pkey {
 //     freed or reused flow fails. A reader that loads word, then the
 //     keys, then finds word unchanged (or swaps it) has read keys of the
 //     flow that word describes: a seqlock whose writer is the free.
-//   - pkts and bytes are per direction and updated with relaxed
-//     (unlocked) increments, see addCounts.
+//   - pkts and bytes are per direction, updated with atomic adds
+//     (addCounts).
 type entry struct {
 	kw    [2]pkey
 	word  atomic.Uint64
