@@ -26,14 +26,9 @@ func (d *Daemon) captureRoutes(mux *http.ServeMux) {
 		out, err := d.Stats(r.PathValue("name"))
 		d.reply(w, r, http.StatusOK, out, err)
 	})
-	mux.HandleFunc("POST /v1/networks/{name}/trace", func(w http.ResponseWriter, r *http.Request) {
-		var req api.TraceRequest
-		if !d.decode(w, r, &req) {
-			return
-		}
-		out, err := d.Trace(r.PathValue("name"), req)
-		d.reply(w, r, http.StatusOK, out, err)
-	})
+	mux.HandleFunc("POST /v1/networks/{name}/trace", withBody(d, http.StatusOK, func(r *http.Request, req api.TraceRequest) (any, error) {
+		return d.Trace(r.PathValue("name"), req)
+	}))
 }
 
 // newMirror returns a network's capture mirror: while a capture runs, and

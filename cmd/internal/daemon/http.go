@@ -28,60 +28,35 @@ func (d *Daemon) Handler() http.Handler {
 		out, err := d.Networks()
 		d.reply(w, r, http.StatusOK, out, err)
 	})
-	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
-		var req api.NetworkCreate
-		if !d.decode(w, r, &req) {
-			return
-		}
-		out, err := d.CreateNetwork(req)
-		d.reply(w, r, http.StatusCreated, out, err)
-	})
+	mux.HandleFunc("POST /v1/networks", withBody(d, http.StatusCreated, func(r *http.Request, req api.NetworkCreate) (any, error) {
+		return d.CreateNetwork(req)
+	}))
 	mux.HandleFunc("GET /v1/networks/{name}", func(w http.ResponseWriter, r *http.Request) {
 		out, err := d.Network(r.PathValue("name"))
 		d.reply(w, r, http.StatusOK, out, err)
 	})
-	mux.HandleFunc("PATCH /v1/networks/{name}", func(w http.ResponseWriter, r *http.Request) {
-		var req api.NetworkUpdate
-		if !d.decode(w, r, &req) {
-			return
-		}
-		out, err := d.UpdateNetwork(r.PathValue("name"), req)
-		d.reply(w, r, http.StatusOK, out, err)
-	})
+	mux.HandleFunc("PATCH /v1/networks/{name}", withBody(d, http.StatusOK, func(r *http.Request, req api.NetworkUpdate) (any, error) {
+		return d.UpdateNetwork(r.PathValue("name"), req)
+	}))
 	mux.HandleFunc("DELETE /v1/networks/{name}", func(w http.ResponseWriter, r *http.Request) {
 		d.reply(w, r, http.StatusNoContent, nil, d.RemoveNetwork(r.PathValue("name")))
 	})
-	mux.HandleFunc("POST /v1/networks/{name}/endpoints", func(w http.ResponseWriter, r *http.Request) {
-		var req api.EndpointCreate
-		if !d.decode(w, r, &req) {
-			return
-		}
-		out, err := d.Connect(r.PathValue("name"), req)
-		d.reply(w, r, http.StatusCreated, out, err)
-	})
+	mux.HandleFunc("POST /v1/networks/{name}/endpoints", withBody(d, http.StatusCreated, func(r *http.Request, req api.EndpointCreate) (any, error) {
+		return d.Connect(r.PathValue("name"), req)
+	}))
 	mux.HandleFunc("DELETE /v1/networks/{name}/endpoints/{netns}", func(w http.ResponseWriter, r *http.Request) {
 		d.reply(w, r, http.StatusNoContent, nil, d.Disconnect(r.PathValue("name"), r.PathValue("netns")))
 	})
-	mux.HandleFunc("POST /v1/networks/{name}/attachments", func(w http.ResponseWriter, r *http.Request) {
-		var req api.AttachmentCreate
-		if !d.decode(w, r, &req) {
-			return
-		}
-		out, err := d.Attach(r.PathValue("name"), req)
-		d.reply(w, r, http.StatusCreated, out, err)
-	})
+	mux.HandleFunc("POST /v1/networks/{name}/attachments", withBody(d, http.StatusCreated, func(r *http.Request, req api.AttachmentCreate) (any, error) {
+		return d.Attach(r.PathValue("name"), req)
+	}))
 	mux.HandleFunc("DELETE /v1/networks/{name}/attachments/{iface}", func(w http.ResponseWriter, r *http.Request) {
 		err := d.Detach(r.PathValue("name"), r.PathValue("iface"), r.URL.Query().Get("netns"))
 		d.reply(w, r, http.StatusNoContent, nil, err)
 	})
-	mux.HandleFunc("PATCH /v1/networks/{name}/ports/{port}", func(w http.ResponseWriter, r *http.Request) {
-		var req api.PortUpdate
-		if !d.decode(w, r, &req) {
-			return
-		}
-		out, err := d.SetPort(r.PathValue("name"), r.PathValue("port"), req)
-		d.reply(w, r, http.StatusOK, out, err)
-	})
+	mux.HandleFunc("PATCH /v1/networks/{name}/ports/{port}", withBody(d, http.StatusOK, func(r *http.Request, req api.PortUpdate) (any, error) {
+		return d.SetPort(r.PathValue("name"), r.PathValue("port"), req)
+	}))
 	mux.HandleFunc("GET /v1/networks/{name}/fdb", func(w http.ResponseWriter, r *http.Request) {
 		out, err := d.FDB(r.PathValue("name"))
 		d.reply(w, r, http.StatusOK, out, err)
@@ -112,6 +87,20 @@ func (d *Daemon) Handler() http.Handler {
 
 // decode reads a JSON body into v, strictly: one document, no unknown
 // fields. On failure it answers invalid_json and returns false.
+// withBody is the handler of a request with a JSON body: it decodes the
+// body into a T, calls do with the request and it, and replies status
+// with what do returns (or its error).
+func withBody[T any](d *Daemon, status int, do func(r *http.Request, req T) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req T
+		if !d.decode(w, r, &req) {
+			return
+		}
+		out, err := do(r, req)
+		d.reply(w, r, status, out, err)
+	}
+}
+
 func (d *Daemon) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
