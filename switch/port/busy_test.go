@@ -85,7 +85,10 @@ func TestYieldWakesParked(t *testing.T) {
 	}()
 	// Let the reader park: it is parked once it is registered and the
 	// spinner has run since (on one P, the reader ran up to its park).
-	for parked.n.Load() == 0 {
+	for i := 0; parked.n.Load() == 0; i++ {
+		if i == 1_000_000 {
+			t.Fatal("the reader never parked")
+		}
 		runtime.Gosched()
 	}
 	runtime.Gosched()
