@@ -95,7 +95,7 @@ type Config struct {
 	// BatchSize is the most frames one Read returns; default 64.
 	BatchSize int
 
-	// TxMode is how frames are transmitted; default TxRing.
+	// TxMode is how frames are transmitted; default TxSendmmsg.
 	TxMode TxMode
 
 	// BusyPoll is how long Read keeps checking the ring before it sleeps
@@ -109,12 +109,19 @@ type Config struct {
 type TxMode int
 
 const (
+	// TxSendmmsg (the default) sends a batch with one sendmmsg straight
+	// from the callers' buffers: no copy in user space, one in the
+	// kernel. A batch the socket has no room for is dropped and counted,
+	// never waited for.
+	TxSendmmsg TxMode = iota
 	// TxRing copies each frame into a slot of the mmap'd TX ring and
-	// flushes a batch with one sendto.
-	TxRing TxMode = iota
-	// TxSendmmsg sends a batch with one sendmmsg straight from the
-	// callers' buffers: no copy in user space, one in the kernel.
-	TxSendmmsg
+	// flushes a batch with one sendto. It costs a second copy on a veth
+	// or any other device that must not hold on to user pages: the
+	// kernel copies the ring's pages again before the frame can reach a
+	// receiver (skb_copy_ubufs). Measured through the bench's TCP test
+	// (switch on its own CPU): 10.9 Gbit/s against 13.8 with sendmmsg,
+	// the same 64-byte frame rate and round-trip time.
+	TxRing
 )
 
 // Defaults.

@@ -21,15 +21,19 @@ var versions = []struct {
 	name string
 	v    Version
 	tx   TxMode
-}{{"V3", TPacketV3, TxRing}, {"V2", TPacketV2, TxRing}}
+}{{"V3", TPacketV3, TxSendmmsg}, {"V2", TPacketV2, TxSendmmsg}}
 
-// txModes adds the sendmmsg transmit path to the ring versions, for the
-// tests of what goes out and comes in.
+// txModes adds the TX ring to the versions (which send with the default,
+// sendmmsg), for the tests of what goes out and comes in.
 var txModes = append(versions[:len(versions):len(versions)], struct {
 	name string
 	v    Version
 	tx   TxMode
-}{"V2-sendmmsg", TPacketV2, TxSendmmsg})
+}{"V2-txring", TPacketV2, TxRing}, struct {
+	name string
+	v    Version
+	tx   TxMode
+}{"V3-txring", TPacketV3, TxRing})
 
 // testFrame builds an Ethernet frame of size bytes with our test EtherType
 // and a payload derived from seq.
