@@ -34,6 +34,7 @@ var allowed = map[string][]string{
 	"netns":                {},
 	"internal/nstest":      {},
 	"internal/atomicfile":  {},
+	"internal/pmqos":       {},
 	"internal/testns":      {"internal/nstest", "netns"},
 }
 
