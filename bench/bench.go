@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/switchyard-net/switchyard/internal/pmqos"
 )
 
 // Test names. The pps and ndr tests come in two frame sizes: 64 and 1518
@@ -249,9 +251,14 @@ type Config struct {
 	// RxSteering has the switchyard workers' ring ports steer each
 	// flow's frames to the switch's CPU (afpacket.Config.RxSteering).
 	RxSteering bool
-	// TX is the switchyard worker's transmit path: "ring" (default) or
-	// "mmsg" (afpacket.TxSendmmsg).
+	// TX is the switchyard worker's transmit path: "mmsg" (default,
+	// afpacket.TxSendmmsg) or "ring" (afpacket.TxRing).
 	TX string
+	// CPULatency, when set, has the run hold a PM QoS CPU latency request
+	// of that bound from start to end (internal/pmqos), so that every
+	// peer is measured with CPUs that wake within it; zero keeps idle
+	// CPUs polling instead of halting. Nil leaves the machine as it is.
+	CPULatency *time.Duration
 	// Worker is the command line that runs this binary's bench-worker
 	// subcommand; default the running executable followed by
 	// "bench-worker".
@@ -286,6 +293,7 @@ type resolved struct {
 	busyPoll              time.Duration
 	rxSteer               bool
 	tx                    string
+	cpuLatency            *time.Duration
 	worker                []string
 	epCPU, swCPU          int
 	logf                  func(string, ...any)
@@ -299,7 +307,7 @@ func (c *Config) resolve(numCPU int) (resolved, error) {
 	}
 	r := resolved{duration: cfg.Duration, reps: cfg.Reps, trials: cfg.Trials, eps: cfg.Endpoints,
 		quick: cfg.Quick, tcpTool: cfg.TCPTool, tpacket: cfg.TPacket, busyPoll: cfg.BusyPoll, rxSteer: cfg.RxSteering,
-		tx: cfg.TX, logf: cfg.Logf, progress: cfg.Progress}
+		tx: cfg.TX, cpuLatency: cfg.CPULatency, logf: cfg.Logf, progress: cfg.Progress}
 	switch {
 	case r.busyPoll == 0:
 		r.busyPoll = DefaultBusyPoll
@@ -308,9 +316,12 @@ func (c *Config) resolve(numCPU int) (resolved, error) {
 	case r.busyPoll > time.Second:
 		return r, fmt.Errorf("busy-poll %v out of range 0-1s", r.busyPoll)
 	}
+	if d := r.cpuLatency; d != nil && (*d < 0 || *d > pmqos.Max) {
+		return r, fmt.Errorf("cpu-latency %v out of range: want 0 to %v", *d, pmqos.Max)
+	}
 	switch r.tx {
 	case "":
-		r.tx = "ring"
+		r.tx = "mmsg"
 	case "ring", "mmsg":
 	default:
 		return r, fmt.Errorf("tx %q: want ring or mmsg", r.tx)

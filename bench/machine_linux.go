@@ -8,8 +8,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/switchyard-net/switchyard/internal/pmqos"
 
 	"github.com/switchyard-net/switchyard/netns"
 )
@@ -80,6 +83,20 @@ func machine() Machine {
 			}
 		}
 		f.Close()
+	}
+	const idle = "/sys/devices/system/cpu/cpuidle/"
+	if d := readFileString(idle + "current_driver"); d != "" {
+		g := readFileString(idle + "current_governor")
+		if g == "" {
+			g = readFileString(idle + "current_governor_ro")
+		}
+		m.CPUIdle = d + "/" + orUnknown(g)
+	}
+	if d, err := pmqos.Current(); err == nil {
+		m.CPULatency = "none"
+		if d < time.Second {
+			m.CPULatency = d.String()
+		}
 	}
 	return m
 }

@@ -47,6 +47,12 @@ type Machine struct {
 	// CongestionControl is the TCP congestion control of the endpoint
 	// namespaces.
 	CongestionControl string `json:"tcp_congestion_control,omitempty"`
+	// CPUIdle is the cpuidle driver and governor ("haltpoll/haltpoll").
+	CPUIdle string `json:"cpuidle,omitempty"`
+	// CPULatency is the PM QoS CPU latency bound in force while the run
+	// measured (every process's requests, the run's own included), or
+	// "none".
+	CPULatency string `json:"cpu_latency,omitempty"`
 }
 
 // Settings are the run's parameters, every default filled in.
@@ -63,6 +69,7 @@ type Settings struct {
 	BusyPoll      string  `json:"busy_poll"`
 	RxSteering    bool    `json:"rx_steering,omitempty"`
 	TX            string  `json:"tx"`
+	CPULatency    string  `json:"cpu_latency,omitempty"` // the run's own request (Config.CPULatency)
 	EndpointCPU   int     `json:"endpoint_cpu"`
 	SwitchCPU     int     `json:"switch_cpu"`
 }
@@ -230,8 +237,18 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "switchyard bench: %d rep(s), %s per test (TCP %s), %d endpoints; endpoints on CPU %d, switch on CPU %d\n",
 		s.Reps, s.Duration, s.TCPDuration, s.Endpoints, s.EndpointCPU, s.SwitchCPU)
 	m := r.Machine
-	fmt.Fprintf(w, "machine: %d CPUs (%s), kernel %s, %s, TCP congestion control %s\n",
+	fmt.Fprintf(w, "machine: %d CPUs (%s), kernel %s, %s, TCP congestion control %s",
 		m.CPUs, orUnknown(m.CPUModel), orUnknown(m.Kernel), orUnknown(m.GoVersion), orUnknown(m.CongestionControl))
+	if m.CPUIdle != "" {
+		fmt.Fprintf(w, ", cpuidle %s", m.CPUIdle)
+	}
+	if m.CPULatency != "" {
+		fmt.Fprintf(w, ", CPU wakeup latency bound %s", m.CPULatency)
+		if s.CPULatency != "" {
+			fmt.Fprint(w, " (held by this run)")
+		}
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "switchyard: tx %s, busy-poll %s", s.TX, s.BusyPoll)
 	if s.RxSteering {
 		fmt.Fprint(w, ", rx steering")

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard-net/switchyard/internal/pmqos"
 	"github.com/switchyard-net/switchyard/netns"
 )
 
@@ -48,6 +49,15 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 	if err := preflight(r); err != nil {
 		return nil, err
 	}
+	var cpuLatency string
+	if d := r.cpuLatency; d != nil {
+		req, err := pmqos.Hold(*d)
+		if err != nil {
+			return nil, fmt.Errorf("bench: --cpu-latency: %w", err)
+		}
+		defer req.Close()
+		cpuLatency = req.Max().String()
+	}
 	if r.tcpTool == TCPAuto {
 		r.tcpTool = TCPBuiltin
 		if _, err := exec.LookPath("iperf3"); err == nil {
@@ -58,7 +68,7 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 		Machine: machine(),
 		Settings: Settings{Duration: r.duration.String(), TCPDuration: r.tcpDuration.String(), Reps: r.reps,
 			Trials: r.trials, LossThreshold: LossThreshold, Endpoints: r.eps, Quick: r.quick, TCPTool: r.tcpTool,
-			TPacket: r.tpacket, BusyPoll: r.busyPoll.String(), RxSteering: r.rxSteer, TX: r.tx, EndpointCPU: r.epCPU, SwitchCPU: r.swCPU},
+			TPacket: r.tpacket, BusyPoll: r.busyPoll.String(), RxSteering: r.rxSteer, TX: r.tx, CPULatency: cpuLatency, EndpointCPU: r.epCPU, SwitchCPU: r.swCPU},
 		Tests: r.tests, Peers: r.peers,
 		PeerInfo: map[string]PeerInfo{}, Failed: map[string]string{}, Skipped: map[string]string{},
 	}
@@ -115,10 +125,13 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 			rep.Notes = append(rep.Notes, "cross-CPU floor: not measured: "+ferr.Error())
 		} else {
 			rep.RRFloor = f
+			why := "two wakeups of a CPU that sleeps between requests, which a switch on another CPU than the endpoints " +
+				"pays for the endpoints' CPU too (a busy-polling switch keeps its own CPU awake; --cpu-latency 0s keeps idle CPUs polling)"
+			if rep.Machine.CPULatency == "0s" {
+				why = "idle CPUs poll (CPU wakeup latency bound 0s), so this is the cost of crossing CPUs itself"
+			}
 			rep.Notes = append(rep.Notes, fmt.Sprintf("cross-CPU floor: the same round trip over a direct veth A-B with no switch, "+
-				"server on CPU %d: p50 %.1f us, p99 %.1f us: two wakeups of a CPU that sleeps between requests, which a switch on "+
-				"another CPU than the endpoints pays for the endpoints' CPU too (a busy-polling switch keeps its own CPU awake)",
-				r.swCPU, f.P50, f.P99))
+				"server on CPU %d: p50 %.1f us, p99 %.1f us: %s", r.swCPU, f.P50, f.P99, why))
 		}
 	}
 	rep.Notes = append(rep.Notes, b.notes...)

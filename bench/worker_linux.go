@@ -142,7 +142,7 @@ type switchConfig struct {
 func (sc *switchConfig) ringFlags(fs *flag.FlagSet) {
 	fs.StringVar(&sc.tpacket, "tpacket", "", "ring version: v2 or v3 (default: the afpacket default)")
 	fs.DurationVar(&sc.busy, "busy-poll", 0, "how long ports poll their rings before sleeping")
-	fs.StringVar(&sc.tx, "tx", "ring", "transmit path: ring or mmsg")
+	fs.StringVar(&sc.tx, "tx", "mmsg", "transmit path: mmsg or ring")
 	fs.BoolVar(&sc.rxSteer, "rx-steering", false, "steer each flow's frames to the worker's CPUs (afpacket.Config.RxSteering)")
 }
 
@@ -159,9 +159,10 @@ func (sc switchConfig) ringConfig() (*afpacket.Config, error) {
 		return nil, fmt.Errorf("-tpacket %q: want v2 or v3", sc.tpacket)
 	}
 	switch sc.tx {
-	case "ring":
 	case "mmsg":
 		cfg.TxMode = afpacket.TxSendmmsg
+	case "ring":
+		cfg.TxMode = afpacket.TxRing
 	default:
 		return nil, fmt.Errorf("-tx %q: want ring or mmsg", sc.tx)
 	}
@@ -331,6 +332,7 @@ func genWorker(ctx context.Context, stdout io.Writer, g genConfig) error {
 			var err error
 			p, err = afpacket.Open(g.ifname, &afpacket.Config{
 				DisableVNetHdr: true,
+				TxMode:         afpacket.TxRing,
 				TxFrameSize:    2048,
 				TxFrameCount:   4 * g.batch,
 				RxBlockCount:   2,

@@ -20,21 +20,22 @@ import (
 // namespace topology of its own, measured interleaved in one run.
 func newBenchCmd() *cobra.Command {
 	var (
-		duration  time.Duration
-		reps      int
-		trials    int
-		endpoints int
-		quick     bool
-		tests     []string
-		peers     []string
-		tcpTool   string
-		tpacket   string
-		busyPoll  time.Duration
-		rxSteer   bool
-		tx        string
-		jsonFile  string
-		plotFile  string
-		verbose   bool
+		duration   time.Duration
+		reps       int
+		trials     int
+		endpoints  int
+		quick      bool
+		tests      []string
+		peers      []string
+		tcpTool    string
+		tpacket    string
+		busyPoll   time.Duration
+		rxSteer    bool
+		tx         string
+		cpuLatency optDuration
+		jsonFile   string
+		plotFile   string
+		verbose    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -77,6 +78,13 @@ namespaces removed after it; the table shows medians and the range over the
 reps, and ratios computed rep by rep. A peer that crashes or hangs gets an
 error row, its namespaces are removed, and the others finish.
 
+Round-trip times depend on how fast a sleeping CPU wakes: a switch on another
+CPU than the endpoints pays for waking theirs twice per round trip. The header
+shows the cpuidle driver and the CPU wakeup latency bound in force;
+--cpu-latency 0s holds one for the whole run (every peer measured under it),
+as a latency-tuned host would (tuned's latency profiles, the daemon's own
+--cpu-latency).
+
 Needs root, iproute2 and taskset. Everything it creates is removed at the
 end, also on error and on SIGINT/SIGTERM.`,
 		Args: cobra.NoArgs,
@@ -106,6 +114,7 @@ end, also on error and on SIGINT/SIGTERM.`,
 				BusyPoll:   busyPoll,
 				RxSteering: rxSteer,
 				TX:         tx,
+				CPULatency: cpuLatency.ptr(),
 			}
 			if !cmd.Flags().Changed("peers") {
 				cfg.Peers = nil
@@ -156,7 +165,8 @@ end, also on error and on SIGINT/SIGTERM.`,
 	f.StringVar(&tpacket, "tpacket", "", "RX ring version for switchyard's ports: v2 or v3 (default: v2)")
 	f.BoolVar(&rxSteer, "rx-steering", false, "have switchyard's ring ports steer each flow's frames to the switch's CPU (rps_cpus): TCP without reordering, at a cost in small-frame rate")
 	f.DurationVar(&busyPoll, "busy-poll", bench.DefaultBusyPoll, "how long switchyard's ports poll their rings before sleeping (0: never poll)")
-	f.StringVar(&tx, "tx", "ring", "switchyard's transmit path: ring (TX ring) or mmsg (sendmmsg from the RX views)")
+	f.StringVar(&tx, "tx", "mmsg", "switchyard's transmit path: mmsg (sendmmsg from the RX views) or ring (TX ring: one more copy on veths)")
+	f.Var(&cpuLatency, "cpu-latency", cpuLatencyUsage+" (every peer is measured under it)")
 	f.StringVar(&jsonFile, "json", "", "write the report with every sample as JSON to this file (- for stdout, instead of the table)")
 	f.StringVar(&plotFile, "plot", "", "draw the figures to this .svg or .png file")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print each step on stderr (instead of the progress bar)")

@@ -21,6 +21,7 @@ import (
 	"github.com/switchyard-net/switchyard/cmd/internal/api"
 	"github.com/switchyard-net/switchyard/cmd/internal/daemon"
 	"github.com/switchyard-net/switchyard/internal/nstest"
+	"github.com/switchyard-net/switchyard/internal/pmqos"
 	"github.com/switchyard-net/switchyard/internal/testns"
 	"github.com/switchyard-net/switchyard/netns"
 )
@@ -307,6 +308,8 @@ func TestCLIBadInput(t *testing.T) {
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"network"}, 2, "needs a subcommand"},
 		{[]string{"daemon", "--busy-poll", "1s", "--state-dir", filepath.Join(e.dir, "other")}, 2, "invalid --busy-poll 1s: want 0 to 10ms"},
+		{[]string{"daemon", "--cpu-latency", "-1us", "--state-dir", filepath.Join(e.dir, "other")}, 2, "invalid --cpu-latency -1µs: want 0 to 35m47.483647s"},
+		{[]string{"daemon", "--cpu-latency", "soon", "--state-dir", filepath.Join(e.dir, "other")}, 2, `invalid argument "soon" for "--cpu-latency" flag: want a duration such as 0s or 20us`},
 		{[]string{"daemon", "--metrics", "9100", "--state-dir", filepath.Join(e.dir, "other")}, 1, "metrics: cannot listen on 9100: address 9100: missing port in address"},
 		{[]string{"daemon", "--state-dir", e.stateDir, "--socket", filepath.Join(e.dir, "other.sock")}, 1, "another switchyard daemon is using state dir " + e.stateDir},
 	} {
@@ -375,7 +378,7 @@ func TestCLIHelp(t *testing.T) {
 	}
 	// The contract's flags exist.
 	for cmd, flags := range map[string][]string{
-		"daemon":             {"config", "state-dir", "socket", "log-level", "metrics", "busy-poll"},
+		"daemon":             {"config", "state-dir", "socket", "log-level", "metrics", "busy-poll", "cpu-latency"},
 		"network create":     {"driver", "mode", "parent", "parent-netns", "ipam", "subnet", "ip-range", "gateway", "aux-address", "uplink", "uplink-ip", "uplink-gateway", "internal", "mtu", "ageing", "mac-limit"},
 		"network set":        {"ageing", "mac-limit"},
 		"network connect":    {"ip", "mac", "ifname", "kind", "publish"},
@@ -537,13 +540,25 @@ func TestCLIDaemon(t *testing.T) {
 		t.Errorf("no log of the signal:\n%s", logs.String())
 	}
 
-	c, logs, done = startProc()
+	// The second daemon also holds a CPU latency request while it runs.
+	before, qosErr := pmqos.Current()
+	c, logs, done = startProc("--cpu-latency", "0s")
 	mustPing(t, a, "198.18.45.20")
 	if !strings.Contains(logs.String(), "endpoint re-adopted") {
 		t.Errorf("no log of the re-adoption:\n%s", logs.String())
 	}
+	if qosErr == nil {
+		if d, err := pmqos.Current(); err != nil || d != 0 {
+			t.Errorf("CPU latency bound with the daemon's --cpu-latency 0s held: %v, %v; want 0", d, err)
+		}
+	}
 	e.ok(t, "network", "rm", "dn")
 	stop(c, logs, done)
+	if qosErr == nil {
+		if d, err := pmqos.Current(); err != nil || d != before {
+			t.Errorf("CPU latency bound after the daemon stopped: %v, %v; want %v as before", d, err, before)
+		}
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
