@@ -93,7 +93,7 @@ func TestSummarizeSamples(t *testing.T) {
 // skipped.
 func testReport() *Report {
 	rep := &Report{
-		Machine:  Machine{CPUs: 2, CPUModel: "Test CPU", Kernel: "6.1.0", GoVersion: "go1.26", CongestionControl: "cubic",
+		Machine: Machine{CPUs: 2, CPUModel: "Test CPU", Kernel: "6.1.0", GoVersion: "go1.26", CongestionControl: "cubic",
 			CPUIdle: "haltpoll/haltpoll", CPULatency: "0s"},
 		Settings: Settings{Duration: "1s", TCPDuration: "1s", Reps: 2, Trials: 3, Endpoints: 2, TCPTool: TCPIperf3, BusyPoll: "200µs", TX: "ring",
 			CPULatency: "0s", SwitchCPU: 1},

@@ -378,7 +378,7 @@ func TestCLIHelp(t *testing.T) {
 	}
 	// The contract's flags exist.
 	for cmd, flags := range map[string][]string{
-		"daemon":             {"config", "state-dir", "socket", "log-level", "metrics", "busy-poll", "cpu-latency"},
+		"daemon":             {"config", "state-dir", "socket", "log-level", "metrics", "busy-poll", "cpu-latency", "rx-steering"},
 		"network create":     {"driver", "mode", "parent", "parent-netns", "ipam", "subnet", "ip-range", "gateway", "aux-address", "uplink", "uplink-ip", "uplink-gateway", "internal", "mtu", "ageing", "mac-limit"},
 		"network set":        {"ageing", "mac-limit"},
 		"network connect":    {"ip", "mac", "ifname", "kind", "publish"},

@@ -79,6 +79,12 @@ type Config struct {
 	// they sleep (afpacket.Config.BusyPoll): zero, the default, sleeps at
 	// once; up to MaxBusyPoll. Polling trades a CPU for latency.
 	BusyPoll time.Duration
+	// RxSteering has each ring port steer its interface's received
+	// frames to the daemon's CPUs (afpacket.Config.RxSteering): a TCP
+	// sender's segments arrive in order and the copy into the ring moves
+	// to the daemon's CPU, at an IPI per burst of frames, which costs
+	// small-frame rate.
+	RxSteering bool
 }
 
 // MaxBusyPoll bounds Config.BusyPoll.
@@ -91,6 +97,7 @@ type Daemon struct {
 	statePath string
 	socket    string
 	busyPoll  time.Duration
+	rxSteer   bool
 	lock      *os.File
 	ipam      *ipam.IPAM
 
@@ -156,6 +163,7 @@ func New(cfg *Config) (_ *Daemon, err error) {
 		statePath: filepath.Join(dir, stateFileName),
 		socket:    c.Socket,
 		busyPoll:  c.BusyPoll,
+		rxSteer:   c.RxSteering,
 		nets:      map[string]*runNet{},
 		done:      make(chan struct{}),
 	}

@@ -758,6 +758,40 @@ func TestBusyPoll(t *testing.T) {
 	}
 }
 
+// TestRxSteering: a daemon with RxSteering sets rps_cpus on its ring
+// ports' host links and forwards; without it the masks stay empty.
+func TestRxSteering(t *testing.T) {
+	nstest.RequirePriv(t)
+	nstest.CheckLeaks(t)
+	for _, steer := range []bool{false, true} {
+		a, b := newNS(t), newNS(t)
+		td := startWith(t, &Config{StateDir: stateDir(t), RxSteering: steer})
+		if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "rs", Subnets: subnet("198.18.20.0/24")}); err != nil {
+			t.Fatal(err)
+		}
+		var ips []string
+		for _, ns := range []string{a, b} {
+			p, err := td.c.Connect(ctx(), "rs", api.EndpointCreate{Netns: ns})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ips = append(ips, strings.Split(p.IPv4, "/")[0])
+			m, err := os.ReadFile("/sys/class/net/" + p.HostLink + "/queues/rx-0/rps_cpus")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if set := strings.Trim(string(m), "0,\n") != ""; set != steer {
+				t.Errorf("RxSteering %v: %s rps_cpus %q", steer, p.HostLink, strings.TrimSpace(string(m)))
+			}
+		}
+		mustPing(t, a, ips[1])
+		mustPing(t, b, ips[0])
+		if err := td.c.RemoveNetwork(ctx(), "rs"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestTopology: a topology file is applied at start, and again (as a
 // no-op) on restart.
 func TestTopology(t *testing.T) {

@@ -157,7 +157,7 @@ func (d *Daemon) openRing(ns, name string) (port.Port, error) {
 	var p *afpacket.Port
 	err := netns.Do(ns, func() error {
 		var err error
-		p, err = afpacket.Open(name, &afpacket.Config{BusyPoll: d.busyPoll})
+		p, err = afpacket.Open(name, &afpacket.Config{BusyPoll: d.busyPoll, RxSteering: d.rxSteer})
 		return err
 	})
 	if err != nil {
