@@ -738,24 +738,8 @@ func TestBusyPoll(t *testing.T) {
 	}
 	nstest.RequirePriv(t)
 	nstest.CheckLeaks(t)
-	a, b := newNS(t), newNS(t)
 	td := startWith(t, &Config{StateDir: stateDir(t), BusyPoll: 200 * time.Microsecond})
-	if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "bp", Subnets: subnet("198.18.19.0/24")}); err != nil {
-		t.Fatal(err)
-	}
-	var ips []string
-	for _, ns := range []string{a, b} {
-		p, err := td.c.Connect(ctx(), "bp", api.EndpointCreate{Netns: ns})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ips = append(ips, strings.Split(p.IPv4, "/")[0])
-	}
-	mustPing(t, a, ips[1])
-	mustPing(t, b, ips[0])
-	if err := td.c.RemoveNetwork(ctx(), "bp"); err != nil {
-		t.Fatal(err)
-	}
+	pingPair(t, td, "198.18.19.0/24", nil)
 }
 
 // TestRxSteering: a daemon with RxSteering sets rps_cpus on its ring
@@ -764,18 +748,8 @@ func TestRxSteering(t *testing.T) {
 	nstest.RequirePriv(t)
 	nstest.CheckLeaks(t)
 	for _, steer := range []bool{false, true} {
-		a, b := newNS(t), newNS(t)
 		td := startWith(t, &Config{StateDir: stateDir(t), RxSteering: steer})
-		if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "rs", Subnets: subnet("198.18.20.0/24")}); err != nil {
-			t.Fatal(err)
-		}
-		var ips []string
-		for _, ns := range []string{a, b} {
-			p, err := td.c.Connect(ctx(), "rs", api.EndpointCreate{Netns: ns})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ips = append(ips, strings.Split(p.IPv4, "/")[0])
+		pingPair(t, td, "198.18.20.0/24", func(p api.Port) {
 			m, err := os.ReadFile("/sys/class/net/" + p.HostLink + "/queues/rx-0/rps_cpus")
 			if err != nil {
 				t.Fatal(err)
@@ -783,12 +757,34 @@ func TestRxSteering(t *testing.T) {
 			if set := strings.Trim(string(m), "0,\n") != ""; set != steer {
 				t.Errorf("RxSteering %v: %s rps_cpus %q", steer, p.HostLink, strings.TrimSpace(string(m)))
 			}
-		}
-		mustPing(t, a, ips[1])
-		mustPing(t, b, ips[0])
-		if err := td.c.RemoveNetwork(ctx(), "rs"); err != nil {
+		})
+	}
+}
+
+// pingPair creates network "pair" on cidr in td, connects two new
+// namespaces (calling check, when set, with each port), pings both ways
+// and removes the network.
+func pingPair(t *testing.T, td *testDaemon, cidr string, check func(api.Port)) {
+	t.Helper()
+	if _, err := td.c.CreateNetwork(ctx(), api.NetworkCreate{Name: "pair", Subnets: subnet(cidr)}); err != nil {
+		t.Fatal(err)
+	}
+	nss := []string{newNS(t), newNS(t)}
+	var ips []string
+	for _, ns := range nss {
+		p, err := td.c.Connect(ctx(), "pair", api.EndpointCreate{Netns: ns})
+		if err != nil {
 			t.Fatal(err)
 		}
+		ips = append(ips, strings.Split(p.IPv4, "/")[0])
+		if check != nil {
+			check(p)
+		}
+	}
+	mustPing(t, nss[0], ips[1])
+	mustPing(t, nss[1], ips[0])
+	if err := td.c.RemoveNetwork(ctx(), "pair"); err != nil {
+		t.Fatal(err)
 	}
 }
 
