@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard-net/switchyard/internal/pmqos"
-
 	"github.com/switchyard-net/switchyard/netns"
 )
 
