@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -37,12 +36,7 @@ drops by reason among them.`,
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				b, err := json.MarshalIndent(t, "", "  ")
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintln(w, string(b))
-				return err
+				return writeJSON(w, t)
 			}
 			tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "PROTO\tKIND\tORIGINAL\tTRANSLATED\tSTATE\tTIMEOUT\tPACKETS\tBYTES")

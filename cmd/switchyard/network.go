@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -253,12 +252,7 @@ interface, host link, MAC, addresses, flags and counters.`,
 				}
 				out = append(out, n)
 			}
-			b, err := json.MarshalIndent(out, "", "  ")
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), string(b))
-			return nil
+			return writeJSON(cmd.OutOrStdout(), out)
 		},
 	}
 }

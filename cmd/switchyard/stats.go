@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -41,12 +40,7 @@ exported for Prometheus by 'switchyard daemon --metrics ADDR'.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				b, err := json.MarshalIndent(st, "", "  ")
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(out, "%s\n", b)
-				return err
+				return writeJSON(out, st)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "PORT\tKIND\tRX\tRX BYTES\tTX\tTX BYTES\tFLOODED\tDROPS")
@@ -122,12 +116,7 @@ Frame specs:
 				return err
 			}
 			if asJSON {
-				b, err := json.MarshalIndent(t, "", "  ")
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
-				return err
+				return writeJSON(cmd.OutOrStdout(), t)
 			}
 			_, err = fmt.Fprint(cmd.OutOrStdout(), t.Text())
 			return err

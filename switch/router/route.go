@@ -541,16 +541,7 @@ func (u *Uplink) arp(pr *frame.Parsed, d []byte) {
 		return
 	}
 	u.send(func(b []byte) int {
-		const n = frame.EthernetLen + frame.ARPLen
-		copy(b, d[:n])
-		eth := frame.Ethernet(b[:n])
-		eth.SetDst(pr.SrcMAC)
-		eth.SetSrc(u.mac)
-		a := frame.ARP(b[frame.EthernetLen:n])
-		a.SetOp(2)
-		a.SetSender(u.mac, pr.DstIP)
-		a.SetTarget(pr.ARPSenderMAC, pr.SrcIP)
 		r.arp.Add(1)
-		return pad(b, n)
+		return arpReply(pr, d, b, u.mac)
 	})
 }

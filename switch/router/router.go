@@ -288,16 +288,22 @@ func (p *Port) arpReply(pr *frame.Parsed, d, out []byte) int {
 		p.other.Add(1)
 		return 0
 	}
+	p.arp.Add(1)
+	return arpReply(pr, d, out, p.mac)
+}
+
+// arpReply writes into out the reply, from mac, to the ARP request d
+// (parsed as pr) and returns its length.
+func arpReply(pr *frame.Parsed, d, out []byte, mac frame.MAC) int {
 	const n = frame.EthernetLen + frame.ARPLen
 	copy(out, d[:n])
 	eth := frame.Ethernet(out[:n])
 	eth.SetDst(pr.SrcMAC)
-	eth.SetSrc(p.mac)
+	eth.SetSrc(mac)
 	a := frame.ARP(out[frame.EthernetLen:n])
 	a.SetOp(2)
-	a.SetSender(p.mac, pr.DstIP)
+	a.SetSender(mac, pr.DstIP)
 	a.SetTarget(pr.ARPSenderMAC, pr.SrcIP)
-	p.arp.Add(1)
 	return pad(out, n)
 }
 

@@ -45,6 +45,18 @@ func parentState(t *testing.T, par string) (mac string, promisc bool) {
 	return mac, promisc
 }
 
+// rmRestoresParent removes network name and checks that the parent link
+// par has its MAC and promiscuity from before (mac0, promisc0) again.
+func rmRestoresParent(t *testing.T, td *testDaemon, name, par, mac0 string, promisc0 bool) {
+	t.Helper()
+	if err := td.c.RemoveNetwork(ctx(), name); err != nil {
+		t.Fatal(err)
+	}
+	if mac, p := parentState(t, par); mac != mac0 || p != promisc0 {
+		t.Errorf("parent after rm: MAC %s promisc %v; want %s %v as before", mac, p, mac0, promisc0)
+	}
+}
+
 // TestMacvlanNetwork drives a bridge-mode macvlan network through the API:
 // veth and TAP endpoints, inspect, fdb, a restart, rm.
 func TestMacvlanNetwork(t *testing.T) {
@@ -111,12 +123,7 @@ func TestMacvlanNetwork(t *testing.T) {
 	if n, err := td2.c.Network(ctx(), "mvb"); err != nil || !findPort(t, n, b).Up {
 		t.Fatalf("after the restart: %v %+v", err, n)
 	}
-	if err := td2.c.RemoveNetwork(ctx(), "mvb"); err != nil {
-		t.Fatal(err)
-	}
-	if mac, p := parentState(t, par); mac != mac0 || p != promisc0 {
-		t.Errorf("parent after rm: MAC %s promisc %v; want %s %v as before", mac, p, mac0, promisc0)
-	}
+	rmRestoresParent(t, td2, "mvb", par, mac0, promisc0)
 }
 
 // TestMacvlanPassthru: the endpoint takes the parent's MAC, or gives it
@@ -150,12 +157,7 @@ func TestMacvlanPassthru(t *testing.T) {
 	if ok, _ := netns.LinkExists(b, "eth0"); ok {
 		t.Error("the refused endpoint left a link")
 	}
-	if err := td.c.RemoveNetwork(ctx(), "mvp"); err != nil {
-		t.Fatal(err)
-	}
-	if mac, p := parentState(t, par); mac != mac0 || p != promisc0 {
-		t.Errorf("parent after rm: MAC %s promisc %v; want %s %v as before", mac, p, mac0, promisc0)
-	}
+	rmRestoresParent(t, td, "mvp", par, mac0, promisc0)
 }
 
 // TestMacvlanBadInput: each bad request gets one line naming the problem
@@ -406,12 +408,7 @@ func testPassthruMACChange(t *testing.T, kind string) {
 			}
 		}
 	}
-	if err := td.c.RemoveNetwork(ctx(), "mvpm"); err != nil {
-		t.Fatal(err)
-	}
-	if mac, p := parentState(t, par); mac != mac0 || p != promisc0 {
-		t.Errorf("parent after rm: MAC %s promisc %v; want %s %v as before", mac, p, mac0, promisc0)
-	}
+	rmRestoresParent(t, td, "mvpm", par, mac0, promisc0)
 }
 
 // TestMacvlanMACChange: in bridge mode an endpoint's new MAC re-keys it

@@ -17,23 +17,19 @@ import (
 
 const testEtherType = 0x88b5 // IEEE local experimental
 
-var versions = []struct {
+// ringCase is a ring version and transmit path to run a test with.
+type ringCase struct {
 	name string
 	v    Version
 	tx   TxMode
-}{{"V3", TPacketV3, TxSendmmsg}, {"V2", TPacketV2, TxSendmmsg}}
+}
+
+var versions = []ringCase{{"V3", TPacketV3, TxSendmmsg}, {"V2", TPacketV2, TxSendmmsg}}
 
 // txModes adds the TX ring to the versions (which send with the default,
 // sendmmsg), for the tests of what goes out and comes in.
-var txModes = append(versions[:len(versions):len(versions)], struct {
-	name string
-	v    Version
-	tx   TxMode
-}{"V2-txring", TPacketV2, TxRing}, struct {
-	name string
-	v    Version
-	tx   TxMode
-}{"V3-txring", TPacketV3, TxRing})
+var txModes = append(versions[:len(versions):len(versions)],
+	ringCase{"V2-txring", TPacketV2, TxRing}, ringCase{"V3-txring", TPacketV3, TxRing})
 
 // testFrame builds an Ethernet frame of size bytes with our test EtherType
 // and a payload derived from seq.
