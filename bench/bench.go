@@ -254,6 +254,10 @@ type Config struct {
 	// TX is the switchyard worker's transmit path: "mmsg" (default,
 	// afpacket.TxSendmmsg) or "ring" (afpacket.TxRing).
 	TX string
+	// RX is the switchyard worker's receive path: "split" (default,
+	// afpacket.RxSplit), "ring" (afpacket.RxRing) or "mmsg"
+	// (afpacket.RxRecvmmsg).
+	RX string
 	// CPULatency, when set, has the run hold a PM QoS CPU latency request
 	// of that bound from start to end (internal/pmqos), so that every
 	// peer is measured with CPUs that wake within it; zero keeps idle
@@ -292,7 +296,7 @@ type resolved struct {
 	tpacket               string
 	busyPoll              time.Duration
 	rxSteer               bool
-	tx                    string
+	tx, rx                string
 	cpuLatency            *time.Duration
 	worker                []string
 	epCPU, swCPU          int
@@ -307,7 +311,7 @@ func (c *Config) resolve(numCPU int) (resolved, error) {
 	}
 	r := resolved{duration: cfg.Duration, reps: cfg.Reps, trials: cfg.Trials, eps: cfg.Endpoints,
 		quick: cfg.Quick, tcpTool: cfg.TCPTool, tpacket: cfg.TPacket, busyPoll: cfg.BusyPoll, rxSteer: cfg.RxSteering,
-		tx: cfg.TX, cpuLatency: cfg.CPULatency, logf: cfg.Logf, progress: cfg.Progress}
+		tx: cfg.TX, rx: cfg.RX, cpuLatency: cfg.CPULatency, logf: cfg.Logf, progress: cfg.Progress}
 	switch {
 	case r.busyPoll == 0:
 		r.busyPoll = DefaultBusyPoll
@@ -325,6 +329,13 @@ func (c *Config) resolve(numCPU int) (resolved, error) {
 	case "ring", "mmsg":
 	default:
 		return r, fmt.Errorf("tx %q: want ring or mmsg", r.tx)
+	}
+	switch r.rx {
+	case "":
+		r.rx = "split"
+	case "split", "ring", "mmsg":
+	default:
+		return r, fmt.Errorf("rx %q: want split, ring or mmsg", r.rx)
 	}
 	switch r.tcpTool {
 	case "":

@@ -209,7 +209,7 @@ func (p natSwitchyardPeer) up(ctx context.Context, b *bencher) (*instance, error
 			publish = append(publish, r.String())
 		}
 		args := []string{"nat", "-netns", t.S, "-timeout", b.workerTimeout().String(),
-			"-busy-poll", b.r.busyPoll.String(), "-tx", b.r.tx,
+			"-busy-poll", b.r.busyPoll.String(), "-tx", b.r.tx, "-rx", b.r.rx,
 			"-ports", strings.Join(t.insidePorts(), ","), "-uplink", natUplinkIf,
 			"-gw", natGateway.String(), "-gw-mac", natGatewayMAC.String(), "-uplink-mac", natUplinkMAC.String(),
 			"-ext", strings.Join(ext, ","), "-publish", strings.Join(publish, ","), "-neigh", strings.Join(neigh, ",")}

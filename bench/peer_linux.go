@@ -179,7 +179,7 @@ func (p switchyardPeer) up(ctx context.Context, b *bencher) (*instance, error) {
 	}
 	return withTopology(b, tag, !p.tap, func(in *instance) error {
 		args := []string{"switch", "-netns", in.topo.S, "-timeout", b.workerTimeout().String(),
-			"-busy-poll", b.r.busyPoll.String(), "-tx", b.r.tx}
+			"-busy-poll", b.r.busyPoll.String(), "-tx", b.r.tx, "-rx", b.r.rx}
 		if p.tap {
 			var taps []string
 			for i, ep := range in.topo.Eps {

@@ -69,6 +69,7 @@ type Settings struct {
 	BusyPoll      string  `json:"busy_poll"`
 	RxSteering    bool    `json:"rx_steering,omitempty"`
 	TX            string  `json:"tx"`
+	RX            string  `json:"rx,omitempty"`
 	CPULatency    string  `json:"cpu_latency,omitempty"` // the run's own request (Config.CPULatency)
 	EndpointCPU   int     `json:"endpoint_cpu"`
 	SwitchCPU     int     `json:"switch_cpu"`
@@ -249,7 +250,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "switchyard: tx %s, busy-poll %s", s.TX, s.BusyPoll)
+	fmt.Fprint(w, "switchyard: ")
+	if s.RX != "" { // reports from before the receive paths have none
+		fmt.Fprintf(w, "rx %s, ", s.RX)
+	}
+	fmt.Fprintf(w, "tx %s, busy-poll %s", s.TX, s.BusyPoll)
 	if s.RxSteering {
 		fmt.Fprint(w, ", rx steering")
 	}

@@ -95,7 +95,7 @@ func testReport() *Report {
 	rep := &Report{
 		Machine: Machine{CPUs: 2, CPUModel: "Test CPU", Kernel: "6.1.0", GoVersion: "go1.26", CongestionControl: "cubic",
 			CPUIdle: "haltpoll/haltpoll", CPULatency: "0s"},
-		Settings: Settings{Duration: "1s", TCPDuration: "1s", Reps: 2, Trials: 3, Endpoints: 2, TCPTool: TCPIperf3, BusyPoll: "200µs", TX: "ring",
+		Settings: Settings{Duration: "1s", TCPDuration: "1s", Reps: 2, Trials: 3, Endpoints: 2, TCPTool: TCPIperf3, BusyPoll: "200µs", TX: "ring", RX: "split",
 			CPULatency: "0s", SwitchCPU: 1},
 		Tests:    []string{TestTCP, TestPPS64, TestRR},
 		Peers:    []string{PeerKernel, PeerSwitchyard, PeerOVS},
@@ -132,7 +132,7 @@ func TestWriteTable(t *testing.T) {
 	out := sb.String()
 	for _, want := range []string{
 		"2 rep(s)", "Test CPU", "kernel 6.1.0", "congestion control cubic",
-		"cpuidle haltpoll/haltpoll, CPU wakeup latency bound 0s (held by this run)", "switchyard: tx ring, busy-poll 200µs",
+		"cpuidle haltpoll/haltpoll, CPU wakeup latency bound 0s (held by this run)", "switchyard: rx split, tx ring, busy-poll 200µs",
 		"TCP, one stream (iperf3)",
 		"10.50 [10.00-11.00]", // kernel TCP: median and range of two reps
 		"switchyard/kernel  0.80",

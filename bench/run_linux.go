@@ -68,7 +68,7 @@ func Run(ctx context.Context, cfg *Config) (_ *Report, err error) {
 		Machine: machine(),
 		Settings: Settings{Duration: r.duration.String(), TCPDuration: r.tcpDuration.String(), Reps: r.reps,
 			Trials: r.trials, LossThreshold: LossThreshold, Endpoints: r.eps, Quick: r.quick, TCPTool: r.tcpTool,
-			TPacket: r.tpacket, BusyPoll: r.busyPoll.String(), RxSteering: r.rxSteer, TX: r.tx, CPULatency: cpuLatency, EndpointCPU: r.epCPU, SwitchCPU: r.swCPU},
+			TPacket: r.tpacket, BusyPoll: r.busyPoll.String(), RxSteering: r.rxSteer, TX: r.tx, RX: r.rx, CPULatency: cpuLatency, EndpointCPU: r.epCPU, SwitchCPU: r.swCPU},
 		Tests: r.tests, Peers: r.peers,
 		PeerInfo: map[string]PeerInfo{}, Failed: map[string]string{}, Skipped: map[string]string{},
 	}

@@ -133,9 +133,9 @@ func Worker(args []string, stdout io.Writer) error {
 }
 
 type switchConfig struct {
-	netns, ports, taps, tpacket, tx string
-	busy                            time.Duration
-	rxSteer                         bool
+	netns, ports, taps, tpacket, tx, rx string
+	busy                                time.Duration
+	rxSteer                             bool
 }
 
 // ringFlags adds the ring ports' flags to fs.
@@ -143,6 +143,7 @@ func (sc *switchConfig) ringFlags(fs *flag.FlagSet) {
 	fs.StringVar(&sc.tpacket, "tpacket", "", "ring version: v2 or v3 (default: the afpacket default)")
 	fs.DurationVar(&sc.busy, "busy-poll", 0, "how long ports poll their rings before sleeping")
 	fs.StringVar(&sc.tx, "tx", "mmsg", "transmit path: mmsg or ring")
+	fs.StringVar(&sc.rx, "rx", "split", "receive path: split, ring or mmsg")
 	fs.BoolVar(&sc.rxSteer, "rx-steering", false, "steer each flow's frames to the worker's CPUs (afpacket.Config.RxSteering)")
 }
 
@@ -165,6 +166,16 @@ func (sc switchConfig) ringConfig() (*afpacket.Config, error) {
 		cfg.TxMode = afpacket.TxRing
 	default:
 		return nil, fmt.Errorf("-tx %q: want ring or mmsg", sc.tx)
+	}
+	switch sc.rx {
+	case "split":
+		cfg.RxMode = afpacket.RxSplit
+	case "ring":
+		cfg.RxMode = afpacket.RxRing
+	case "mmsg":
+		cfg.RxMode = afpacket.RxRecvmmsg
+	default:
+		return nil, fmt.Errorf("-rx %q: want split, ring or mmsg", sc.rx)
 	}
 	return cfg, nil
 }

@@ -31,7 +31,7 @@ func newBenchCmd() *cobra.Command {
 		tpacket    string
 		busyPoll   time.Duration
 		rxSteer    bool
-		tx         string
+		tx, rx     string
 		cpuLatency optDuration
 		jsonFile   string
 		plotFile   string
@@ -114,6 +114,7 @@ end, also on error and on SIGINT/SIGTERM.`,
 				BusyPoll:   busyPoll,
 				RxSteering: rxSteer,
 				TX:         tx,
+				RX:         rx,
 				CPULatency: cpuLatency.ptr(),
 			}
 			if !cmd.Flags().Changed("peers") {
@@ -166,6 +167,7 @@ end, also on error and on SIGINT/SIGTERM.`,
 	f.BoolVar(&rxSteer, "rx-steering", false, "have switchyard's ring ports steer each flow's frames to the switch's CPU (rps_cpus): TCP without reordering, at a cost in small-frame rate")
 	f.DurationVar(&busyPoll, "busy-poll", bench.DefaultBusyPoll, "how long switchyard's ports poll their rings before sleeping (0: never poll)")
 	f.StringVar(&tx, "tx", "mmsg", "switchyard's transmit path: mmsg (sendmmsg from the RX views) or ring (TX ring: one more copy on veths)")
+	f.StringVar(&rx, "rx", "split", "switchyard's receive path: split (frames up to the MTU into the RX ring, longer ones by recvmmsg: no copy on the sender's CPU), ring (all into the RX ring) or mmsg (all by recvmmsg)")
 	f.Var(&cpuLatency, "cpu-latency", cpuLatencyUsage+" (every peer is measured under it)")
 	f.StringVar(&jsonFile, "json", "", "write the report with every sample as JSON to this file (- for stdout, instead of the table)")
 	f.StringVar(&plotFile, "plot", "", "draw the figures to this .svg or .png file")

@@ -307,6 +307,7 @@ func TestCLIBadInput(t *testing.T) {
 		{[]string{"network", "frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"network"}, 2, "needs a subcommand"},
+		{[]string{"bench", "--rx", "bogus"}, 1, `bench: rx "bogus": want split, ring or mmsg`},
 		{[]string{"daemon", "--busy-poll", "1s", "--state-dir", filepath.Join(e.dir, "other")}, 2, "invalid --busy-poll 1s: want 0 to 10ms"},
 		{[]string{"daemon", "--cpu-latency", "-1us", "--state-dir", filepath.Join(e.dir, "other")}, 2, "invalid --cpu-latency -1µs: want 0 to 35m47.483647s"},
 		{[]string{"daemon", "--cpu-latency", "soon", "--state-dir", filepath.Join(e.dir, "other")}, 2, `invalid argument "soon" for "--cpu-latency" flag: want a duration such as 0s or 20us`},

@@ -74,6 +74,7 @@ type Port struct {
 	vlen    int // virtio-net header length, 0 without PACKET_VNET_HDR
 
 	fd, efd int
+	bfd     int    // RxSplit: the socket for frames longer than the MTU, or -1
 	mem     []byte // both rings; RX first
 	unsteer func() // puts back the receive steering Open changed (steer_linux.go)
 
@@ -91,6 +92,13 @@ type Port struct {
 	rxOff    int           // V3: offset of the next packet in block rxHead
 	rxDown   bool          // the link went down; poll with a timeout to notice deletion
 	viewsOut bool          // the last Read handed out views; Close must not unmap
+	rxm      *mmsgRx       // RxRecvmmsg, RxSplit: the recvmmsg receive path
+	ringMax  int           // RxSplit: the longest frame the ring takes whole
+	owed     int           // RxSplit: markers read whose frames the second socket has
+	stranded bool          // RxSplit: take every long frame the second socket has
+	bfdWoke  bool          // RxSplit: the second socket woke the last wait
+	spins    uint          // RxSplit: empty looks at the ring (see strandedCheck)
+	lost     atomic.Bool   // RxSplit: the ring dropped frames, maybe markers
 	busyPoll time.Duration // Config.BusyPoll
 	// epf is an epoll instance watching fd and efd, made non-blocking and
 	// handed to Go's netpoller: Read parks its goroutine on it instead of
@@ -173,7 +181,7 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
 	}
-	p := &Port{name: ifname, batch: c.BatchSize, fd: -1, efd: -1, vnet: !c.DisableVNetHdr, busyPoll: c.BusyPoll}
+	p := &Port{name: ifname, batch: c.BatchSize, fd: -1, efd: -1, bfd: -1, vnet: !c.DisableVNetHdr, busyPoll: c.BusyPoll}
 	switch c.Version {
 	case TPacketV3:
 		p.v3, p.hdr = true, tp3HdrLen
@@ -234,12 +242,33 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 	if p.vnet && maxFrame < maxGSOFrame {
 		maxFrame = maxGSOFrame
 	}
+	// The longest frame the RX ring must hold: with RxSplit, longer ones
+	// come through the second socket.
+	ringFrame := maxFrame
+	switch c.RxMode {
+	case RxSplit:
+		ringFrame = min(maxFrame, p.mtu+ethHdrLen+vlanHdrLen)
+		if err := p.openSplit(ringFrame, maxFrame); err != nil {
+			return nil, err
+		}
+	case RxRing:
+	case RxRecvmmsg:
+		if err := setupRecvmmsg(p.fd); err != nil {
+			return nil, err
+		}
+		p.rxm = newMmsgRx(p.fd, p.batch, p.vlen, maxFrame)
+	default:
+		return nil, fmt.Errorf("unknown receive mode %d", c.RxMode)
+	}
 	// Where the kernel puts the MAC header in an RX slot (tpacket_rcv):
 	// after the header, sockaddr_ll and at least 16 bytes of link header
 	// room, aligned, plus the vnet header.
-	rxNeed := align(p.hdr+sllLen+16, unix.TPACKET_ALIGNMENT) + p.vlen + maxFrame
+	rxNeed := align(p.hdr+sllLen+16, unix.TPACKET_ALIGNMENT) + p.vlen + ringFrame
 
-	if p.v3 {
+	switch {
+	case c.RxMode == RxRecvmmsg:
+		// No RX ring.
+	case p.v3:
 		bs, nb := c.RxBlockSize, c.RxBlockCount
 		if bs <= 0 {
 			bs = DefaultRxBlockSize
@@ -269,13 +298,16 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 		if err := unix.SetsockoptTpacketReq3(p.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 			return nil, fmt.Errorf("PACKET_RX_RING %d x %d: %w", nb, bs, err)
 		}
-	} else {
+	default:
 		fs, nf := c.RxFrameSize, c.RxFrameCount
 		if fs <= 0 {
 			fs = rxNeed
 		}
 		if nf <= 0 {
 			nf = DefaultRxFrameCount
+			if c.RxMode == RxSplit {
+				nf = DefaultSplitFrameCount
+			}
 		}
 		p.rx = frameRing(fs, nf)
 		if err := setFrameRing(p.fd, unix.PACKET_RX_RING, p.rx, false); err != nil {
@@ -321,9 +353,11 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 		p.txStatus, p.txLenOff = v3Status, v3Len
 	}
 
-	p.mem, err = mapRings(p.fd, p.rx.size()+p.tx.size())
-	if err != nil {
-		return nil, fmt.Errorf("mmap %d bytes: %w", p.rx.size()+p.tx.size(), err)
+	if sz := p.rx.size() + p.tx.size(); sz > 0 {
+		p.mem, err = mapRings(p.fd, sz)
+		if err != nil {
+			return nil, fmt.Errorf("mmap %d bytes: %w", sz, err)
+		}
 	}
 	p.txBase = p.rx.size()
 
@@ -336,6 +370,14 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: p.ifindex}
 	if err := unix.Bind(p.fd, sa); err != nil {
 		return nil, fmt.Errorf("bind: %w", err)
+	}
+	if p.bfd >= 0 {
+		// Bound last, so the kernel hands each frame to this socket
+		// before it writes the frame's marker into the ring (a device's
+		// newest packet handler comes first).
+		if err := unix.Bind(p.bfd, sa); err != nil {
+			return nil, fmt.Errorf("bind: %w", err)
+		}
 	}
 	if c.RxSteering {
 		// Best effort: without it frames still flow, a TCP sender only
@@ -354,6 +396,11 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 		if err == nil {
 			err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
 		}
+	}
+	if err == nil && p.bfd >= 0 {
+		// Edge-triggered: its frames are read where their markers stand
+		// in the ring, so one waiting there must not keep waking Read.
+		err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, p.bfd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(p.bfd)})
 	}
 	if err == nil {
 		err = unix.SetNonblock(epfd, true)
@@ -417,6 +464,10 @@ func (p *Port) closeFDs() {
 	if p.fd >= 0 {
 		_ = unix.Close(p.fd)
 		p.fd = -1
+	}
+	if p.bfd >= 0 {
+		_ = unix.Close(p.bfd)
+		p.bfd = -1
 	}
 	if p.efd >= 0 {
 		_ = unix.Close(p.efd)
@@ -511,13 +562,14 @@ func (p *Port) Stats() port.Stats {
 func (p *Port) foldKernelStats() {
 	p.statMu.Lock()
 	defer p.statMu.Unlock()
-	if p.v3 {
-		if s, err := unix.GetsockoptTpacketStatsV3(p.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
-			p.ctr.RxDropped.Add(uint64(s.Drops))
-		}
-	} else if s, err := unix.GetsockoptTpacketStats(p.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
-		p.ctr.RxDropped.Add(uint64(s.Drops))
+	d := kernelDrops(p.fd, p.v3)
+	if d > 0 && p.bfd >= 0 {
+		p.lost.Store(true)
 	}
+	if p.bfd >= 0 {
+		d += kernelDrops(p.bfd, false)
+	}
+	p.ctr.RxDropped.Add(uint64(d))
 }
 
 // linkGone reports whether the interface under the port has been
@@ -553,12 +605,7 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 	}
 	for {
 		p.releaseRx()
-		var n, bytes, bad int
-		if p.v3 {
-			n, bytes, bad = p.fillV3(frames)
-		} else {
-			n, bytes, bad = p.fillV2(frames)
-		}
+		n, bytes, bad := p.fill(frames)
 		if bad > 0 {
 			p.ctr.RxErrors.Add(uint64(bad))
 		}
@@ -571,6 +618,9 @@ func (p *Port) Read(frames []port.Frame) (int, error) {
 			p.ctr.RxFrames.Add(uint64(n))
 			p.ctr.RxBytes.Add(uint64(bytes))
 			return n, nil
+		}
+		if p.bfd >= 0 && p.lookStranded() {
+			continue
 		}
 		if p.busyPoll > 0 && !p.rxDown && !p.closed.Load() && port.KeepPolling(p.busyPoll) {
 			// Let the other ports' goroutines spin or forward too.
@@ -625,6 +675,9 @@ func (p *Port) wait() (sockEv uint32, closing bool, k int, err error) {
 		switch int(ev.Fd) {
 		case p.fd:
 			sockEv |= ev.Events
+		case p.bfd:
+			sockEv |= ev.Events
+			p.bfdWoke = true
 		case p.efd:
 			closing = true
 		}
@@ -646,6 +699,9 @@ func (p *Port) check(fd uintptr) bool {
 // releaseRx hands the blocks (V3) or frames (V2) behind the previous batch
 // back to the kernel.
 func (p *Port) releaseRx() {
+	if p.rxm != nil {
+		p.rxm.used = 0
+	}
 	n := p.rx.frameNr
 	for i := p.rxHeld; i > 0; i-- {
 		idx := (p.rxHead - i + n) % n
@@ -661,6 +717,9 @@ func (p *Port) releaseRx() {
 // Pending reports whether the RX ring has a frame (V2) or a retired block
 // (V3) at its head, for port.Yield while this port's reader is parked.
 func (p *Port) Pending() bool {
+	if p.rx.size() == 0 {
+		return p.pendingMmsg() // RxRecvmmsg
+	}
 	if p.v3 {
 		return loadStatus(p.mem, p.rxHead*p.rx.blockSize+blkStatus)&unix.TP_STATUS_USER != 0
 	}
@@ -672,7 +731,7 @@ func (p *Port) Pending() bool {
 // block the batch ends in stays open.
 func (p *Port) fillV3(frames []port.Frame) (n, bytes, bad int) {
 	bs := p.rx.blockSize
-	for n < len(frames) && p.rxHeld < p.rx.blockNr-1 {
+	for n+p.owed < len(frames) && p.rxHeld < p.rx.blockNr-1 {
 		base := p.rxHead * bs
 		if !p.rxOpen {
 			if loadStatus(p.mem, base+blkStatus)&unix.TP_STATUS_USER == 0 {
@@ -682,22 +741,27 @@ func (p *Port) fillV3(frames []port.Frame) (n, bytes, bad int) {
 			p.rxLeft = int(binary.NativeEndian.Uint32(p.mem[base+blkNumPkts:]))
 			p.rxOff = int(binary.NativeEndian.Uint32(p.mem[base+blkFirstPkt:]))
 		}
-		for p.rxLeft > 0 && n < len(frames) {
+		for p.rxLeft > 0 && n+p.owed < len(frames) {
 			if p.rxOff < blkHdrLen || p.rxOff+p.hdr+sllLen > bs {
 				bad++
 				p.rxLeft = 0
 				break
 			}
 			off := base + p.rxOff
-			next := int(binary.NativeEndian.Uint32(p.mem[off+v3NextOffset:]))
-			st := binary.NativeEndian.Uint32(p.mem[off+v3Status:])
-			switch p.frameAt(&frames[n], off, base+bs, st) {
-			case slotFrame:
-				bytes += len(frames[n].Data)
-				n++
-			case slotBad:
-				bad++
+			if p.bfd >= 0 && p.isMarker(off) {
+				p.owed++
+			} else if p.owed > 0 {
+				break // the long frames marked before this one go first
+			} else {
+				switch p.frameAt(&frames[n], off, base+bs) {
+				case slotFrame:
+					bytes += len(frames[n].Data)
+					n++
+				case slotBad:
+					bad++
+				}
 			}
+			next := int(binary.NativeEndian.Uint32(p.mem[off+v3NextOffset:]))
 			p.rxLeft--
 			if p.rxLeft > 0 && next == 0 {
 				bad++
@@ -706,7 +770,7 @@ func (p *Port) fillV3(frames []port.Frame) (n, bytes, bad int) {
 			p.rxOff += next
 		}
 		if p.rxLeft > 0 {
-			break // batch full; the rest of this block goes to the next Read
+			break // the rest of this block goes to the next fill
 		}
 		p.rxOpen = false
 		p.rxHeld++
@@ -717,23 +781,59 @@ func (p *Port) fillV3(frames []port.Frame) (n, bytes, bad int) {
 
 // fillV2 takes frames from rxHead while the kernel has handed them over.
 func (p *Port) fillV2(frames []port.Frame) (n, bytes, bad int) {
-	for n < len(frames) && p.rxHeld < p.rx.frameNr {
+	for n+p.owed < len(frames) && p.rxHeld < p.rx.frameNr {
 		off := p.rx.frameOff(p.rxHead)
-		st := loadStatus(p.mem, off+v2Status)
-		if st&unix.TP_STATUS_USER == 0 {
+		if loadStatus(p.mem, off+v2Status)&unix.TP_STATUS_USER == 0 {
 			break
 		}
-		switch p.frameAt(&frames[n], off, off+p.rx.frameSize, st) {
-		case slotFrame:
-			bytes += len(frames[n].Data)
-			n++
-		case slotBad:
-			bad++
+		if p.bfd >= 0 && p.isMarker(off) {
+			p.owed++
+		} else if p.owed > 0 {
+			break // the long frames marked before this one go first
+		} else {
+			switch p.frameAt(&frames[n], off, off+p.rx.frameSize) {
+			case slotFrame:
+				bytes += len(frames[n].Data)
+				n++
+			case slotBad:
+				bad++
+			}
 		}
 		p.rxHeld++
 		p.rxHead = (p.rxHead + 1) % p.rx.frameNr
 	}
 	return n, bytes, bad
+}
+
+// isMarker reports whether the RX slot at off holds the marker of a long
+// frame (RxSplit), which the second socket has.
+func (p *Port) isMarker(off int) bool {
+	snapAt, lenAt := v2Snaplen, v2Len
+	if p.v3 {
+		snapAt, lenAt = v3Snaplen, v3Len
+	}
+	return binary.NativeEndian.Uint32(p.mem[off+snapAt:]) == markerSnap &&
+		int(binary.NativeEndian.Uint32(p.mem[off+lenAt:])) > p.ringMax
+}
+
+// putVLAN puts a VLAN tag the kernel took out of the frame at b[start:]
+// back in front of its EtherType, in the 4 bytes of headroom before start,
+// moves f's offload offsets with it and returns the frame's new start.
+func putVLAN(b []byte, start int, f *port.Frame, st uint32, tci, tpid uint16) int {
+	if st&unix.TP_STATUS_VLAN_TPID_VALID == 0 || tpid == 0 {
+		tpid = 0x8100
+	}
+	copy(b[start-vlanHdrLen:start+2*6-vlanHdrLen], b[start:start+2*6])
+	start -= vlanHdrLen
+	binary.BigEndian.PutUint16(b[start+12:], tpid)
+	binary.BigEndian.PutUint16(b[start+14:], tci)
+	if f.VNet.Flags&frame.VNetNeedsCsum != 0 {
+		f.VNet.CsumStart += vlanHdrLen
+	}
+	if f.VNet.HdrLen != 0 {
+		f.VNet.HdrLen += vlanHdrLen
+	}
+	return start
 }
 
 type slotKind int
@@ -748,8 +848,14 @@ const (
 // which must end by end) into f. A VLAN tag the kernel took out of the
 // frame (TP_STATUS_VLAN_VALID) is put back in front of the EtherType, in
 // the headroom before the MAC header.
-func (p *Port) frameAt(f *port.Frame, off, end int, st uint32) slotKind {
+func (p *Port) frameAt(f *port.Frame, off, end int) slotKind {
 	m := p.mem
+	var st uint32
+	if p.v3 {
+		st = binary.NativeEndian.Uint32(m[off+v3Status:])
+	} else {
+		st = loadStatus(m, off+v2Status)
+	}
 	if m[off+p.hdr+sllPktType] == unix.PACKET_OUTGOING {
 		return slotSkip
 	}
@@ -777,19 +883,7 @@ func (p *Port) frameAt(f *port.Frame, off, end int, st uint32) slotKind {
 		f.VNet.Decode(m[start-p.vlen : start])
 	}
 	if st&unix.TP_STATUS_VLAN_VALID != 0 {
-		if st&unix.TP_STATUS_VLAN_TPID_VALID == 0 || tpid == 0 {
-			tpid = 0x8100
-		}
-		copy(m[start-vlanHdrLen:start+2*6-vlanHdrLen], m[start:start+2*6])
-		start -= vlanHdrLen
-		binary.BigEndian.PutUint16(m[start+12:], tpid)
-		binary.BigEndian.PutUint16(m[start+14:], tci)
-		if f.VNet.Flags&frame.VNetNeedsCsum != 0 {
-			f.VNet.CsumStart += vlanHdrLen
-		}
-		if f.VNet.HdrLen != 0 {
-			f.VNet.HdrLen += vlanHdrLen
-		}
+		start = putVLAN(m, start, f, st, tci, tpid)
 	}
 	f.Data = m[start:stop:stop]
 	return slotFrame

@@ -17,19 +17,27 @@ import (
 
 const testEtherType = 0x88b5 // IEEE local experimental
 
-// ringCase is a ring version and transmit path to run a test with.
+// ringCase is a ring version, transmit and receive path to run a test with.
 type ringCase struct {
 	name string
 	v    Version
 	tx   TxMode
+	rx   RxMode
 }
 
-var versions = []ringCase{{"V3", TPacketV3, TxSendmmsg}, {"V2", TPacketV2, TxSendmmsg}}
+func (c ringCase) config() *Config { return &Config{Version: c.v, TxMode: c.tx, RxMode: c.rx} }
 
-// txModes adds the TX ring to the versions (which send with the default,
-// sendmmsg), for the tests of what goes out and comes in.
-var txModes = append(versions[:len(versions):len(versions)],
-	ringCase{"V2-txring", TPacketV2, TxRing}, ringCase{"V3-txring", TPacketV3, TxRing})
+// versions are the ring versions with the default paths (sendmmsg, RxSplit).
+var versions = []ringCase{{"V3", TPacketV3, TxSendmmsg, RxSplit}, {"V2", TPacketV2, TxSendmmsg, RxSplit}}
+
+// rxModes adds the other receive paths, for the tests of what comes in.
+var rxModes = append(versions[:len(versions):len(versions)],
+	ringCase{"V2-rxring", TPacketV2, TxSendmmsg, RxRing}, ringCase{"V3-rxring", TPacketV3, TxSendmmsg, RxRing},
+	ringCase{"rxmmsg", TPacketV2, TxSendmmsg, RxRecvmmsg})
+
+// txModes adds the TX ring, for the tests of what goes out and comes in.
+var txModes = append(rxModes[:len(rxModes):len(rxModes)],
+	ringCase{"V2-txring", TPacketV2, TxRing, RxSplit}, ringCase{"V3-txring", TPacketV3, TxRing, RxSplit})
 
 // testFrame builds an Ethernet frame of size bytes with our test EtherType
 // and a payload derived from seq.
@@ -88,7 +96,7 @@ func pair(t *testing.T, cfg *Config) (p, q *Port, ns *testNS) {
 func TestRoundTrip(t *testing.T) {
 	for _, tc := range txModes {
 		t.Run(tc.name, func(t *testing.T) {
-			p, q, _ := pair(t, &Config{Version: tc.v, TxMode: tc.tx})
+			p, q, _ := pair(t, tc.config())
 			if p.Version() != tc.v || !p.Offloads() || p.MTU() != 1500 {
 				t.Fatalf("version %v offloads %v mtu %d", p.Version(), p.Offloads(), p.MTU())
 			}
@@ -247,7 +255,7 @@ func tcpGSOFrame(payload int) ([]byte, frame.VNetHdr) {
 func TestVNetOnRings(t *testing.T) {
 	for _, tc := range txModes {
 		t.Run(tc.name, func(t *testing.T) {
-			p, q, _ := pair(t, &Config{Version: tc.v, TxMode: tc.tx})
+			p, q, _ := pair(t, tc.config())
 			d, vh := tcpGSOFrame(65000)
 			if n, err := q.Write([]port.Frame{{Data: d, VNet: vh}}); n != 1 || err != nil {
 				t.Fatalf("write GSO frame: %d, %v (stats %+v)", n, err, q.Stats())
@@ -268,9 +276,9 @@ func TestVNetOnRings(t *testing.T) {
 // when a frame is waiting in the ring (for V3, once its block is retired)
 // and false once it is read.
 func TestPending(t *testing.T) {
-	for _, tc := range versions {
+	for _, tc := range rxModes {
 		t.Run(tc.name, func(t *testing.T) {
-			p, q, _ := pair(t, &Config{Version: tc.v})
+			p, q, _ := pair(t, tc.config())
 			if p.Pending() {
 				t.Fatal("pending before anything was sent")
 			}
@@ -289,6 +297,112 @@ func TestPending(t *testing.T) {
 			// or block (V3).
 			if p.Pending() {
 				t.Error("pending after the frame was read")
+			}
+		})
+	}
+}
+
+// gsoTestFrame is a TCP super-frame of payload bytes carrying seq, and its
+// virtio-net header.
+func gsoTestFrame(payload int, seq uint32) port.Frame {
+	d, vh := tcpGSOFrame(payload)
+	binary.BigEndian.PutUint32(d[54:], seq)
+	return port.Frame{Data: d, VNet: vh}
+}
+
+// seqOf is the sequence number testFrame or gsoTestFrame put in a frame,
+// or -1 for another frame.
+func seqOf(b []byte) int {
+	switch {
+	case isTest(b):
+		return int(binary.BigEndian.Uint32(b[14:]))
+	case len(b) > 1514 && b[12] == 8 && b[13] == 0:
+		return int(binary.BigEndian.Uint32(b[54:]))
+	}
+	return -1
+}
+
+// TestMixedOrder sends short frames and GSO super-frames interleaved, in
+// runs of each: with RxSplit they come through different sockets, and Read
+// must still give them back in the order they were sent, whole, with the
+// super-frames' offload metadata.
+func TestMixedOrder(t *testing.T) {
+	for _, tc := range rxModes {
+		t.Run(tc.name, func(t *testing.T) {
+			p, q, _ := pair(t, tc.config())
+			var out []port.Frame
+			for i := 0; i < 90; i++ {
+				// runs: 1 short, 1 long, 2 short, 2 long, 3 short, 3 long, ...
+				if (i/3)%2 == 1 || i%7 == 3 {
+					out = append(out, gsoTestFrame(20000+i*100, uint32(i)))
+				} else {
+					out = append(out, port.Frame{Data: testFrame(100+i, uint32(i))})
+				}
+			}
+			for i := 0; i < len(out); i += 30 {
+				if n, err := q.Write(out[i : i+30]); n != 30 || err != nil {
+					t.Fatalf("write: %d, %v (stats %+v)", n, err, q.Stats())
+				}
+			}
+			g := collect(t, p, len(out), func(b []byte) bool { return seqOf(b) >= 0 }, 5*time.Second)
+			for i, f := range g {
+				if !bytes.Equal(f.Data, out[i].Data) || f.VNet.GSOType != out[i].VNet.GSOType {
+					t.Fatalf("frame %d: got seq %d (%d bytes, vnet %+v), want seq %d (%d bytes)",
+						i, seqOf(f.Data), len(f.Data), f.VNet, i, len(out[i].Data))
+				}
+			}
+			if s := p.Stats(); s.RxDropped != 0 || s.RxErrors != 0 {
+				t.Errorf("stats %+v, want no drops or errors", s)
+			}
+		})
+	}
+}
+
+// TestSplitMarkerLost: with RxSplit, a super-frame whose marker did not
+// fit in the full ring is still delivered, from the second socket, and
+// the lost markers and short frames are counted as drops.
+func TestSplitMarkerLost(t *testing.T) {
+	for _, tc := range versions {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.config()
+			cfg.RxFrameCount, cfg.RxBlockSize, cfg.RxBlockCount = 8, 8192, 2
+			p, q, _ := pair(t, cfg)
+			var out []port.Frame
+			for i := 0; i < 200; i++ { // far more than the ring holds
+				out = append(out, port.Frame{Data: testFrame(1000, uint32(i))})
+			}
+			for i := 0; i < 4; i++ {
+				out = append(out, gsoTestFrame(30000, uint32(1000+i)))
+			}
+			for i := 0; i < len(out); i += 34 {
+				if n, err := q.Write(out[i:min(i+34, len(out))]); n != min(34, len(out)-i) || err != nil {
+					t.Fatalf("write: %d, %v", n, err)
+				}
+			}
+			var short, long int
+			timer := time.AfterFunc(5*time.Second, func() { p.Close() })
+			defer timer.Stop()
+			frames := make([]port.Frame, p.BatchSize())
+			for long < 4 {
+				n, err := p.Read(frames)
+				if err != nil {
+					t.Fatalf("read after %d short and %d long frames: %v", short, long, err)
+				}
+				for _, f := range frames[:n] {
+					switch s := seqOf(f.Data); {
+					case s >= 1000:
+						if !bytes.Equal(f.Data, out[200+s-1000].Data) {
+							t.Errorf("super-frame %d damaged", s)
+						}
+						long++
+					case s >= 0:
+						short++
+					}
+				}
+			}
+			st := p.Stats()
+			if short == 0 || short >= 200 || st.RxDropped < uint64(200-short+4) {
+				t.Errorf("%d short frames of 200 read, %d drops counted: want some read and the rest, and the 4 lost markers, dropped", short, st.RxDropped)
 			}
 		})
 	}
