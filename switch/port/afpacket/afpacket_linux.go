@@ -100,7 +100,7 @@ type Port struct {
 	spins    uint          // RxSplit: empty looks at the ring (see strandedCheck)
 	lost     atomic.Bool   // RxSplit: the ring dropped frames, maybe markers
 	busyPoll time.Duration // Config.BusyPoll
-	// epf is an epoll instance watching fd and efd, made non-blocking and
+	// epf is an epoll instance watching fd, efd and bfd, made non-blocking and
 	// handed to Go's netpoller: Read parks its goroutine on it instead of
 	// sleeping in poll(2) on a thread that holds a P. With the switch on
 	// one CPU (GOMAXPROCS 1), a thread blocked in a syscall keeps the
@@ -247,7 +247,7 @@ func open(ifname string, cfg *Config) (_ *Port, err error) {
 	ringFrame := maxFrame
 	switch c.RxMode {
 	case RxSplit:
-		ringFrame = min(maxFrame, p.mtu+ethHdrLen+vlanHdrLen)
+		ringFrame = p.mtu + ethHdrLen + vlanHdrLen
 		if err := p.openSplit(ringFrame, maxFrame); err != nil {
 			return nil, err
 		}
@@ -588,8 +588,9 @@ func (p *Port) errLinkGone(op string) error {
 }
 
 // Read blocks until at least one frame has arrived and fills frames[:n]
-// with views into the RX ring, valid until the next Read. The ring space
-// behind the previous batch goes back to the kernel when Read is called.
+// with views into the RX ring (or the recvmmsg buffers), valid until the
+// next Read. The ring space behind the previous batch goes back to the
+// kernel when Read is called.
 func (p *Port) Read(frames []port.Frame) (int, error) {
 	if !p.enter() {
 		p.finishClose()

@@ -126,7 +126,9 @@ func TestLinkGone(t *testing.T) {
 	}
 }
 
-// TestLinkDownUp: a link that goes down and up again is not gone.
+// TestLinkDownUp: a link that goes down and up again is not gone, and
+// frames of both receive paths (RxSplit's ring and second socket, whose
+// ENETDOWN is still pending) come in order after it.
 func TestLinkDownUp(t *testing.T) {
 	p, q, ns := pair(t, nil)
 	l, err := ns.nl.LinkByName(p.Name())
@@ -141,13 +143,15 @@ func TestLinkDownUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitOper(t, ns, p.Name(), netlink.OperUp)
-	want := testFrame(500, 9)
-	if n, err := q.Write([]port.Frame{{Data: want}}); n != 1 || err != nil {
+	want := []port.Frame{{Data: testFrame(500, 9)}, gsoTestFrame(20000, 10), {Data: testFrame(500, 11)}}
+	if n, err := q.Write(want); n != len(want) || err != nil {
 		t.Fatalf("write: %d, %v", n, err)
 	}
-	g := collect(t, p, 1, isTest, 5*time.Second)
-	if !bytes.Equal(g[0].Data, want) {
-		t.Error("frame after down/up differs")
+	g := collect(t, p, len(want), func(b []byte) bool { return seqOf(b) >= 0 }, 5*time.Second)
+	for i := range want {
+		if !bytes.Equal(g[i].Data, want[i].Data) {
+			t.Errorf("frame %d after down/up: got seq %d, want %d", i, seqOf(g[i].Data), 9+i)
+		}
 	}
 }
 

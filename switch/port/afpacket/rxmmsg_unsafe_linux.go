@@ -39,11 +39,17 @@ const strandedCheck = 64
 // lookStranded is called by Read when the ring is empty. A long frame
 // whose marker the full ring dropped would wait in the second socket until
 // the next marker; so when the second socket has woken Read (or every
-// strandedCheck looks, while busy polling), it reads the ring's drop count
-// and, if the ring has dropped anything since it last looked, has the next
-// fill take everything the second socket holds. Its frames are otherwise
-// left where they are, for their markers: on a V3 ring a block is only
-// seen once retired, and the frames in it go first.
+// strandedCheck looks), it reads the ring's drop count and, if the ring has
+// dropped anything since it last looked, has fill take everything the
+// second socket holds. Its frames are otherwise left where they are, for
+// their markers: on a V3 ring a block is only seen once retired, and the
+// frames in it go first.
+//
+// After such a drop the order of long frames against short ones may be off
+// for a while: on V3, the drain can take frames whose markers are in the
+// block being filled, and then each of those markers takes the next long
+// frame early. It ends when a marker finds the socket empty, at the next
+// pause in the long frames.
 func (p *Port) lookStranded() bool {
 	p.spins++
 	if !p.bfdWoke && p.spins%strandedCheck != 0 {
@@ -112,8 +118,11 @@ func setupRecvmmsg(fd int) error {
 		return fmt.Errorf("PACKET_AUXDATA: %w", err)
 	}
 	// Queued frames are charged to the receive buffer at their truesize
-	// (about 70 KiB for a GSO super-frame): room for a few batches.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rxSockBuf)
+	// (about 70 KiB for a GSO super-frame): room for a few batches. Past
+	// rmem_max only with CAP_NET_ADMIN; up to it otherwise.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rxSockBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rxSockBuf)
+	}
 	return nil
 }
 
@@ -134,6 +143,11 @@ type mmsgRx struct {
 	buf  []byte // len(hdrs) slots of slot bytes
 	slot int
 	used int // messages filled since the last Read began
+
+	// The last fillMmsg's result: messages taken (frames, bad ones and
+	// skipped ones) and whether the socket ran out before the request.
+	took int
+	dry  bool
 }
 
 const (
@@ -189,20 +203,21 @@ func (p *Port) fill(frames []port.Frame) (n, bytes, bad int) {
 		want := min(p.owed, len(frames)-n)
 		k, b, x = p.fillMmsg(frames[n : n+want])
 		n, bytes, bad = n+k, bytes+b, bad+x
-		if k+x < want {
-			// The socket dropped some (its buffer was full): every
-			// marker read so far is accounted for.
+		if p.rxm.dry {
+			// The socket ran out: it dropped the rest (its buffer was
+			// full). Every marker read so far is accounted for.
 			p.owed = 0
 		} else {
-			p.owed -= k + x
+			p.owed -= p.rxm.took
 		}
-		if n == len(frames) {
+		if n == len(frames) || (p.rxm.took == 0 && !p.rxm.dry) {
 			break
 		}
 	}
-	if p.stranded && n == 0 {
-		p.stranded = false
-		return p.fillMmsg(frames)
+	if p.stranded && n < len(frames) {
+		k, b, x := p.fillMmsg(frames[n:])
+		n, bytes, bad = n+k, bytes+b, bad+x
+		p.stranded = !p.rxm.dry // more than a batch may be waiting
 	}
 	return n, bytes, bad
 }
@@ -213,6 +228,7 @@ func (p *Port) fillMmsg(frames []port.Frame) (n, bytes, bad int) {
 	m := p.rxm
 	first := m.used
 	q := min(len(frames), len(m.hdrs)-first)
+	m.took, m.dry = 0, false
 	if q <= 0 {
 		return 0, 0, 0
 	}
@@ -222,12 +238,24 @@ func (p *Port) fillMmsg(frames []port.Frame) (n, bytes, bad int) {
 		h.SetControllen(rxCtlLen)
 		h.Flags = 0
 	}
-	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(m.fd),
-		uintptr(unsafe.Pointer(&m.hdrs[first])), uintptr(q), unix.MSG_DONTWAIT, 0, 0)
-	if errno != 0 {
-		return 0, 0, 0 // EAGAIN; a socket error is seen by wait
+	var r uintptr
+	for try := 0; ; try++ {
+		var errno unix.Errno
+		r, _, errno = unix.Syscall6(unix.SYS_RECVMMSG, uintptr(m.fd),
+			uintptr(unsafe.Pointer(&m.hdrs[first])), uintptr(q), unix.MSG_DONTWAIT, 0, 0)
+		if errno == 0 {
+			break
+		}
+		// EAGAIN: nothing queued. Another error (ENETDOWN after the link
+		// went down, or one a partial batch left) is the socket's
+		// pending error, which this call has cleared: once more.
+		if errno == unix.EAGAIN || try > 0 {
+			m.dry = true
+			return 0, 0, 0
+		}
 	}
 	m.used += int(r)
+	m.took, m.dry = int(r), int(r) < q
 	for i := first; i < first+int(r); i++ {
 		h := &m.hdrs[i]
 		if m.name[i].Pkttype == unix.PACKET_OUTGOING {
@@ -245,7 +273,8 @@ func (p *Port) fillMmsg(frames []port.Frame) (n, bytes, bad int) {
 		if p.vnet {
 			f.VNet.Decode(m.buf[base:start])
 		}
-		if int(h.Hdr.Controllen) >= unix.SizeofCmsghdr+auxLen {
+		if c := (*unix.Cmsghdr)(unsafe.Pointer(&m.ctl[i][0])); int(h.Hdr.Controllen) >= unix.SizeofCmsghdr+auxLen &&
+			c.Level == unix.SOL_PACKET && c.Type == unix.PACKET_AUXDATA {
 			aux := m.ctl[i][unix.SizeofCmsghdr:]
 			st := binary.NativeEndian.Uint32(aux[auxStatus:])
 			if st&unix.TP_STATUS_VLAN_VALID != 0 {
@@ -263,5 +292,5 @@ func (p *Port) fillMmsg(frames []port.Frame) (n, bytes, bad int) {
 func (p *Port) pendingMmsg() bool {
 	fds := [1]unix.PollFd{{Fd: int32(p.rxm.fd), Events: unix.POLLIN}}
 	k, err := unix.Poll(fds[:], 0)
-	return err == nil && k > 0
+	return err == nil && k > 0 && fds[0].Revents&unix.POLLIN != 0
 }
