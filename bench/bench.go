@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyard-net/switchyard/internal/pmqos"
+	"github.com/switchyard-net/switchyard/switch/port/afpacket"
 )
 
 // Test names. The pps and ndr tests come in two frame sizes: 64 and 1518
@@ -323,18 +324,16 @@ func (c *Config) resolve(numCPU int) (resolved, error) {
 	if d := r.cpuLatency; d != nil && (*d < 0 || *d > pmqos.Max) {
 		return r, fmt.Errorf("cpu-latency %v out of range: want 0 to %v", *d, pmqos.Max)
 	}
-	switch r.tx {
-	case "":
+	if r.tx == "" {
 		r.tx = "mmsg"
-	case "ring", "mmsg":
-	default:
+	}
+	if _, ok := txPaths[r.tx]; !ok {
 		return r, fmt.Errorf("tx %q: want ring or mmsg", r.tx)
 	}
-	switch r.rx {
-	case "":
+	if r.rx == "" {
 		r.rx = "split"
-	case "split", "ring", "mmsg":
-	default:
+	}
+	if _, ok := rxPaths[r.rx]; !ok {
 		return r, fmt.Errorf("rx %q: want split, ring or mmsg", r.rx)
 	}
 	switch r.tcpTool {
@@ -463,3 +462,10 @@ func pick(what string, list, def, known []string, aliases map[string]string) ([]
 	}
 	return out, nil
 }
+
+// txPaths and rxPaths name the switchyard workers' transmit and receive
+// paths (Config.TX, Config.RX; the workers' -tx and -rx).
+var (
+	txPaths = map[string]afpacket.TxMode{"mmsg": afpacket.TxSendmmsg, "ring": afpacket.TxRing}
+	rxPaths = map[string]afpacket.RxMode{"split": afpacket.RxSplit, "ring": afpacket.RxRing, "mmsg": afpacket.RxRecvmmsg}
+)

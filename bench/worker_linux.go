@@ -159,22 +159,11 @@ func (sc switchConfig) ringConfig() (*afpacket.Config, error) {
 	default:
 		return nil, fmt.Errorf("-tpacket %q: want v2 or v3", sc.tpacket)
 	}
-	switch sc.tx {
-	case "mmsg":
-		cfg.TxMode = afpacket.TxSendmmsg
-	case "ring":
-		cfg.TxMode = afpacket.TxRing
-	default:
+	var ok bool
+	if cfg.TxMode, ok = txPaths[sc.tx]; !ok {
 		return nil, fmt.Errorf("-tx %q: want ring or mmsg", sc.tx)
 	}
-	switch sc.rx {
-	case "split":
-		cfg.RxMode = afpacket.RxSplit
-	case "ring":
-		cfg.RxMode = afpacket.RxRing
-	case "mmsg":
-		cfg.RxMode = afpacket.RxRecvmmsg
-	default:
+	if cfg.RxMode, ok = rxPaths[sc.rx]; !ok {
 		return nil, fmt.Errorf("-rx %q: want split, ring or mmsg", sc.rx)
 	}
 	return cfg, nil

@@ -154,18 +154,6 @@ const (
 	RxRecvmmsg
 )
 
-func (m RxMode) String() string {
-	switch m {
-	case RxSplit:
-		return "split"
-	case RxRing:
-		return "ring"
-	case RxRecvmmsg:
-		return "mmsg"
-	}
-	return "rx?"
-}
-
 // Defaults.
 const (
 	DefaultBatchSize    = 64
